@@ -1,0 +1,40 @@
+"""Operator commands sent over Pub/Sub (topic `hekaton-rollback`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from events.errors import MalformedEvent
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    """ "Return service X's traffic to its stable (or the named) revision and end its rollout"."""
+
+    service: str
+    revision: str | None = None
+    reason: str = "rollback requested by operator"
+    requested_by: str | None = None
+
+
+def parse_rollback_request(body: bytes) -> RollbackRequest:
+    """Parse `{"service": ..., "revision"?: ..., "reason"?: ..., "requested_by"?: ...}`."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedEvent(f"rollback request is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MalformedEvent("rollback request is not a JSON object")
+    service = data.get("service")
+    if not isinstance(service, str) or not service:
+        raise MalformedEvent("rollback request needs a non-empty string 'service'")
+    for name in ("revision", "reason", "requested_by"):
+        if name in data and data[name] is not None and not isinstance(data[name], str):
+            raise MalformedEvent(f"rollback request field '{name}' must be a string")
+    return RollbackRequest(
+        service=service,
+        revision=data.get("revision") or None,
+        reason=data.get("reason") or "rollback requested by operator",
+        requested_by=data.get("requested_by"),
+    )

@@ -1,0 +1,72 @@
+"""Parse the Pub/Sub message that Eventarc (or functions-framework's push conversion) wraps in a CloudEvent."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+from events.errors import MalformedEvent
+
+PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
+
+# Pub/Sub itself caps messages at 10 MB; nothing hekaton consumes is anywhere near 1 MiB, and a
+# bigger payload is either an accident or abuse, so it is refused before decoding.
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class PubSubMessage:
+    """One Pub/Sub message, decoded from a `messagePublished` CloudEvent."""
+
+    message_id: str
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    publish_time: str | None = None
+    topic: str | None = None
+
+    def excerpt(self, limit: int = 200) -> str:
+        """A short, printable excerpt of the payload for ignore records (never the whole body)."""
+        text = self.data[:limit].decode("utf-8", errors="replace")
+        return text + ("…" if len(self.data) > limit else "")
+
+
+def topic_from_source(source: str | None) -> str | None:
+    """`//pubsub.googleapis.com/projects/P/topics/T` -> `T` (None when the source names no topic)."""
+    if not source or "/topics/" not in source:
+        return None
+    return source.rsplit("/topics/", 1)[1] or None
+
+
+def parse_message(
+    data: Any, *, event_id: str | None = None, source: str | None = None
+) -> PubSubMessage:
+    """Decode the CloudEvent data `{"message": {...}, "subscription": ...}` into a PubSubMessage."""
+    if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
+        raise MalformedEvent("CloudEvent data is not a Pub/Sub envelope: missing object 'message'")
+    message = data["message"]
+    message_id = message.get("messageId") or message.get("message_id") or event_id
+    if not message_id or not isinstance(message_id, str):
+        raise MalformedEvent("Pub/Sub message has no messageId")
+    raw = message.get("data", "")
+    if not isinstance(raw, str):
+        raise MalformedEvent("Pub/Sub message 'data' is not a base64 string")
+    if len(raw) > MAX_MESSAGE_BYTES * 4 // 3 + 4:
+        raise MalformedEvent(
+            f"Pub/Sub message is too large ({len(raw)} base64 characters; limit {MAX_MESSAGE_BYTES} bytes)"
+        )
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedEvent(f"Pub/Sub message 'data' is not valid base64: {exc}") from exc
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise MalformedEvent("Pub/Sub message 'attributes' is not an object")
+    return PubSubMessage(
+        message_id=message_id,
+        data=decoded,
+        attributes={str(k): str(v) for k, v in attributes.items()},
+        publish_time=message.get("publishTime") or message.get("publish_time"),
+        topic=topic_from_source(source),
+    )

@@ -1,0 +1,111 @@
+"""What every event function shares: settings loaded once, the Pub/Sub decode, and error -> ack/retry mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from events.errors import MalformedEvent
+from events.pubsub import PUBSUB_EVENT_TYPE, PubSubMessage, parse_message
+from shared import logs
+from shared.deps import Deps
+from shared.errors import PermanentError, RetryableError
+from shared.model import IgnoredEvent
+from shared.settings import Settings
+
+_deps: Deps | None = None
+
+
+def deps() -> Deps:
+    """The instance's dependencies, created on first use and reused while the instance lives."""
+    global _deps
+    if _deps is None:
+        settings = Settings.from_env()
+        logs.configure(fmt=settings.log_format)
+        _deps = Deps(settings)
+    return _deps
+
+
+def handle_pubsub(
+    cloud_event: Any,
+    function: str,
+    work: Callable[[Deps, PubSubMessage], Any],
+    *,
+    dependencies: Deps | None = None,
+) -> Any:
+    """Run `work` on the Pub/Sub message inside a CloudEvent.
+
+    Malformed input and permanent failures are recorded and acknowledged (return normally); retryable
+    failures raise so Pub/Sub redelivers (and, after the subscription's limit, dead-letters).
+    """
+    d = dependencies or deps()
+    log = logs.get_logger(function)
+    event_id = _attr(cloud_event, "id") or "unknown"
+    event_type = _attr(cloud_event, "type")
+    if event_type != PUBSUB_EVENT_TYPE:
+        _record(
+            d,
+            function,
+            event_id,
+            f"unexpected CloudEvent type {event_type!r}; expected {PUBSUB_EVENT_TYPE}",
+        )
+        return None
+    try:
+        message = parse_message(
+            cloud_event.data, event_id=event_id, source=_attr(cloud_event, "source")
+        )
+    except MalformedEvent as exc:
+        _record(d, function, event_id, exc.reason)
+        return None
+    try:
+        return work(d, message)
+    except MalformedEvent as exc:
+        _record(d, function, message.message_id, exc.reason, message.excerpt(), message.topic)
+    except PermanentError as exc:
+        _record(
+            d,
+            function,
+            message.message_id,
+            f"permanent failure: {exc}",
+            message.excerpt(),
+            message.topic,
+        )
+    except RetryableError as exc:
+        log.warning(
+            "retryable failure, Pub/Sub will redeliver: %s",
+            exc,
+            extra={"message_id": message.message_id},
+        )
+        raise
+    return None
+
+
+def _attr(cloud_event: Any, name: str) -> str | None:
+    try:
+        value = cloud_event[name]
+    except (KeyError, TypeError):
+        return None
+    return str(value) if value is not None else None
+
+
+def _record(
+    d: Deps,
+    function: str,
+    message_id: str,
+    reason: str,
+    excerpt: str = "",
+    topic: str | None = None,
+) -> None:
+    logs.get_logger(function).warning(
+        "message ignored: %s", reason, extra={"message_id": message_id, "function": function}
+    )
+    d.store.record_ignored(
+        IgnoredEvent(
+            message_id=message_id,
+            function=function,
+            reason=reason,
+            at=d.clock.now(),
+            excerpt=excerpt,
+            topic=topic,
+        )
+    )

@@ -1,0 +1,25 @@
+"""The common shape of the chained step functions (deploy, wait-ready, validate, shift, promote)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events.pubsub import PubSubMessage
+from events.steps import StepType, parse_step_event
+from functions._runtime import handle_pubsub
+from shared.deps import Deps
+from shared.steps.engine import Act, StepReport, run_step
+
+
+def step_function(
+    cloud_event: Any, step: StepType, act: Act, *, dependencies: Deps | None = None
+) -> StepReport | None:
+    """Decode a step event from the Pub/Sub message and run the step under the engine's rules."""
+    name = step.name.lower()
+
+    def work(d: Deps, message: PubSubMessage) -> StepReport:
+        event = parse_step_event(message.data, expected=step)
+        return run_step(d, event, act, source=name)
+
+    result: StepReport | None = handle_pubsub(cloud_event, name, work, dependencies=dependencies)
+    return result

@@ -1,0 +1,70 @@
+"""The dependencies a step needs, built lazily so each function imports and connects only what it uses."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from shared.clock import Clock, SystemClock
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from shared.publisher import Publisher
+    from shared.serving import ServingProvider
+    from shared.store import Store
+
+
+class Deps:
+    """Settings plus lazily created clients; tests pass fakes for any of them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        serving: ServingProvider | None = None,
+        publisher: Publisher | None = None,
+        clock: Clock | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        overrides: dict[str, Any] = {
+            "store": store,
+            "serving": serving,
+            "publisher": publisher,
+            "http": http,
+        }
+        for name, value in overrides.items():
+            if value is not None:
+                self.__dict__[name] = value  # pre-fills the cached_property
+
+    @cached_property
+    def store(self) -> Store:
+        """Firestore-backed store."""
+        from shared.firestore_store import FirestoreStore
+
+        return FirestoreStore.for_project(self.settings.project)
+
+    @cached_property
+    def serving(self) -> ServingProvider:
+        """Knative Serving through the Kubernetes API."""
+        from shared.knative import KnativeServing, api_client
+
+        return KnativeServing(api_client(self.settings.kube_server))
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        """Pub/Sub publisher."""
+        from shared.publisher import PubSubPublisher
+
+        return PubSubPublisher(self.settings.project, self.settings.publish_max_latency_seconds)
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        """HTTP client for smoke requests."""
+        import httpx
+
+        return httpx.Client(timeout=self.settings.http_timeout_seconds, follow_redirects=False)

@@ -1,0 +1,178 @@
+"""The Store on Firestore: preconditioned batch writes (never contended transactions, see DESIGN §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.api_core import exceptions as google_errors
+from google.cloud import firestore
+
+from shared.errors import PreconditionFailed, RetryableError
+from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
+from shared.store import MUST_NOT_EXIST, Change, Versioned
+
+SERVICES = "services"
+ROLLOUTS = "rollouts"
+DECISIONS = "decisions"  # subcollection of each rollout: keeps the rollout document small
+IGNORED = "ignored"
+
+_TRANSIENT = (
+    google_errors.ServiceUnavailable,
+    google_errors.DeadlineExceeded,
+    google_errors.InternalServerError,
+    google_errors.Aborted,
+    google_errors.TooManyRequests,
+)
+
+
+class FirestoreStore:
+    """Store backed by a Firestore database (the emulator locally)."""
+
+    def __init__(self, client: firestore.Client) -> None:
+        self._db = client
+
+    @classmethod
+    def for_project(cls, project: str) -> FirestoreStore:
+        """Connect to the project's default database (honours FIRESTORE_EMULATOR_HOST)."""
+        return cls(firestore.Client(project=project))
+
+    # services -----------------------------------------------------------------------------
+    def get_service(self, name: str) -> Versioned[ServiceRecord] | None:
+        """One registered service, or None."""
+        snap = self._call(self._db.collection(SERVICES).document(name).get)
+        if not snap.exists:
+            return None
+        return Versioned(ServiceRecord.from_document(snap.to_dict() or {}), snap.update_time)
+
+    def list_services(self) -> list[ServiceRecord]:
+        """Every registered service, by name."""
+        snaps = self._call(lambda: list(self._db.collection(SERVICES).stream()))
+        return sorted(
+            (ServiceRecord.from_document(s.to_dict() or {}) for s in snaps), key=lambda s: s.name
+        )
+
+    def services_for_repository(self, repository: str) -> list[Versioned[ServiceRecord]]:
+        """The services following an image repository."""
+        query = self._db.collection(SERVICES).where(
+            filter=firestore.FieldFilter("spec.image", "==", repository)
+        )
+        snaps = self._call(lambda: list(query.stream()))
+        return [
+            Versioned(ServiceRecord.from_document(s.to_dict() or {}), s.update_time) for s in snaps
+        ]
+
+    def put_service(self, record: ServiceRecord, expected: object | None) -> None:
+        """Create (expected=MUST_NOT_EXIST) or update (expected=version) one service."""
+        self.commit(Change(services=[(record, expected)]))
+
+    # rollouts -----------------------------------------------------------------------------
+    def get_rollout(self, rollout_id: str) -> Versioned[Rollout] | None:
+        """One rollout, or None."""
+        snap = self._call(self._db.collection(ROLLOUTS).document(rollout_id).get)
+        if not snap.exists:
+            return None
+        return Versioned(Rollout.from_document(snap.to_dict() or {}), snap.update_time)
+
+    def list_rollouts(self, service: str, limit: int = 20) -> list[Rollout]:
+        """A service's rollouts, newest first (composite index: service ASC, created_at DESC)."""
+        query = (
+            self._db.collection(ROLLOUTS)
+            .where(filter=firestore.FieldFilter("service", "==", service))
+            .order_by("created_at", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        return [
+            Rollout.from_document(s.to_dict() or {})
+            for s in self._call(lambda: list(query.stream()))
+        ]
+
+    def active_rollouts(self) -> list[Versioned[Rollout]]:
+        """Every rollout not yet in a terminal phase."""
+        query = self._db.collection(ROLLOUTS).where(
+            filter=firestore.FieldFilter("active", "==", True)
+        )
+        return [
+            Versioned(Rollout.from_document(s.to_dict() or {}), s.update_time)
+            for s in self._call(lambda: list(query.stream()))
+        ]
+
+    def decisions(self, rollout_id: str) -> list[Decision]:
+        """A rollout's decision log, oldest first."""
+        query = (
+            self._db.collection(ROLLOUTS).document(rollout_id).collection(DECISIONS).order_by("seq")
+        )
+        return [
+            Decision.from_document(s.to_dict() or {})
+            for s in self._call(lambda: list(query.stream()))
+        ]
+
+    # writes -------------------------------------------------------------------------------
+    def commit(self, change: Change) -> None:
+        """Write a Change atomically; raise PreconditionFailed if any record moved since it was read."""
+        if change.empty():
+            return
+        batch = self._db.batch()
+        for rollout, expected in change.rollouts:
+            self._write(
+                batch,
+                self._db.collection(ROLLOUTS).document(rollout.id),
+                rollout.to_document(),
+                expected,
+            )
+        for service, expected in change.services:
+            self._write(
+                batch,
+                self._db.collection(SERVICES).document(service.name),
+                service.to_document(),
+                expected,
+            )
+        for rollout_id, decision in change.decisions:
+            ref = (
+                self._db.collection(ROLLOUTS)
+                .document(rollout_id)
+                .collection(DECISIONS)
+                .document(decision.id)
+            )
+            batch.set(ref, decision.to_document())
+        try:
+            batch.commit()
+        except (
+            google_errors.FailedPrecondition,
+            google_errors.Conflict,
+            google_errors.NotFound,
+        ) as exc:
+            raise PreconditionFailed(f"concurrent update, reload and retry: {exc.message}") from exc
+        except _TRANSIENT as exc:
+            raise RetryableError(f"Firestore write failed transiently: {exc.message}") from exc
+
+    def record_ignored(self, event: IgnoredEvent) -> None:
+        """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""
+        doc_id = f"{event.function}-{event.message_id}"[:1500].replace("/", "_")
+        self._call(lambda: self._db.collection(IGNORED).document(doc_id).set(event.to_document()))
+
+    def list_ignored(self, limit: int = 50) -> list[IgnoredEvent]:
+        """Recently ignored messages, newest first."""
+        query = (
+            self._db.collection(IGNORED)
+            .order_by("at", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        return [
+            IgnoredEvent(**(s.to_dict() or {})) for s in self._call(lambda: list(query.stream()))
+        ]
+
+    # helpers ------------------------------------------------------------------------------
+    def _write(self, batch: Any, ref: Any, data: dict[str, Any], expected: object | None) -> None:
+        if expected == MUST_NOT_EXIST:
+            batch.create(ref, data)
+        elif expected is None:
+            batch.set(ref, data)
+        else:
+            batch.update(ref, data, option=self._db.write_option(last_update_time=expected))
+
+    @staticmethod
+    def _call(fn: Any) -> Any:
+        try:
+            return fn()
+        except _TRANSIENT as exc:
+            raise RetryableError(f"Firestore read failed transiently: {exc.message}") from exc

@@ -1,0 +1,207 @@
+"""ServingProvider on Knative Serving v1 through the Kubernetes API (CustomObjectsApi)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from shared.errors import PermanentError, RetryableError
+from shared.serving import RevisionHealth, RevisionTemplate, ServiceView, TrafficTarget
+
+GROUP = "serving.knative.dev"
+VERSION = "v1"
+MERGE_PATCH = "application/merge-patch+json"
+# Knative puts the container-level failure on one of these conditions.
+_FAILURE_CONDITIONS = ("ContainerHealthy", "ResourcesAvailable", "Ready")
+
+
+def api_client(kube_server: str | None) -> k8s.ApiClient:
+    """A Kubernetes API client: the given URL, else in-cluster credentials, else the kubeconfig."""
+    if kube_server:
+        configuration = k8s.Configuration()
+        configuration.host = kube_server
+        return k8s.ApiClient(configuration)
+    try:
+        k8s_config.load_incluster_config()
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config()
+    return k8s.ApiClient()
+
+
+class KnativeServing:
+    """Knative Services and Revisions via the Kubernetes API."""
+
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self._objects = k8s.CustomObjectsApi(api)
+
+    def get_service(self, namespace: str, name: str) -> ServiceView | None:
+        """The Service's status, or None when it does not exist."""
+        body = self._get("services", namespace, name)
+        return None if body is None else service_view(body)
+
+    def revision_exists(self, namespace: str, revision: str) -> bool:
+        """Whether a Revision of that name exists."""
+        return self._get("revisions", namespace, revision) is not None
+
+    def deploy(
+        self, namespace: str, name: str, template: RevisionTemplate, traffic: list[TrafficTarget]
+    ) -> None:
+        """Create or update the Service so `template` becomes a revision, with `traffic`; idempotent."""
+        current = self._get("services", namespace, name)
+        if current is None:
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"template": _template(None, template), "traffic": _traffic(traffic)},
+            }
+            self._call(
+                "create Knative Service",
+                lambda: self._objects.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "services", body
+                ),
+                allow_conflict=True,
+            )
+            return
+        patch = {
+            "spec": {
+                "template": _template(current.get("spec", {}).get("template"), template),
+                "traffic": _traffic(traffic),
+            }
+        }
+        self._patch(namespace, name, patch)
+
+    def set_traffic(self, namespace: str, name: str, traffic: list[TrafficTarget]) -> None:
+        """Replace the Service's traffic block with absolute weights; idempotent."""
+        self._patch(namespace, name, {"spec": {"traffic": _traffic(traffic)}})
+
+    def revision_health(self, namespace: str, revision: str) -> RevisionHealth:
+        """A Revision's Ready condition and the reason when it failed."""
+        body = self._get("revisions", namespace, revision)
+        if body is None:
+            return RevisionHealth(exists=False, ready=None)
+        conditions = {c.get("type"): c for c in body.get("status", {}).get("conditions", [])}
+        ready = conditions.get("Ready", {})
+        if ready.get("status") == "True":
+            return RevisionHealth(exists=True, ready=True)
+        if ready.get("status") == "False":
+            for kind in _FAILURE_CONDITIONS:
+                cond = conditions.get(kind, {})
+                if cond.get("status") == "False":
+                    return RevisionHealth(True, False, cond.get("reason"), cond.get("message"))
+        return RevisionHealth(
+            exists=True, ready=None, reason=ready.get("reason"), message=ready.get("message")
+        )
+
+    # helpers ------------------------------------------------------------------------------
+    def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call(
+                f"read {plural[:-1]} {namespace}/{name}",
+                lambda: self._objects.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, name
+                ),
+                missing_ok=True,
+            )
+        except _Missing:
+            return None
+
+    def _patch(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self._call(
+            f"patch Knative Service {namespace}/{name}",
+            lambda: self._objects.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, "services", name, patch, _content_type=MERGE_PATCH
+            ),
+        )
+
+    @staticmethod
+    def _call(what: str, fn: Any, *, missing_ok: bool = False, allow_conflict: bool = False) -> Any:
+        try:
+            return fn()
+        except ApiException as exc:
+            if exc.status == 404 and missing_ok:
+                raise _Missing() from exc
+            if exc.status == 409 and allow_conflict:
+                raise RetryableError(
+                    f"{what}: created concurrently, will retry as an update"
+                ) from exc
+            if exc.status in (409, 429) or (exc.status or 0) >= 500:
+                raise RetryableError(
+                    f"{what} failed ({exc.status} {exc.reason}); will retry"
+                ) from exc
+            raise PermanentError(
+                f"{what} was refused ({exc.status}): {_status_message(exc)}"
+            ) from exc
+        except OSError as exc:  # connection refused/reset: the API server is unreachable
+            raise RetryableError(f"{what}: Kubernetes API unreachable ({exc})") from exc
+
+
+class _Missing(Exception):
+    pass
+
+
+def _status_message(exc: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
+
+
+def _template(current: dict[str, Any] | None, template: RevisionTemplate) -> dict[str, Any]:
+    """Merge hekaton's parts into the existing template, keeping everything else the team configured."""
+    result = copy.deepcopy(current) if current else {}
+    metadata = result.setdefault("metadata", {})
+    metadata["name"] = template.name
+    annotations = metadata.setdefault("annotations", {})
+    annotations.update(template.annotations)
+    spec = result.setdefault("spec", {})
+    containers = spec.setdefault("containers", [{}])
+    container = containers[0]
+    container["image"] = template.image
+    if template.env:
+        env = {e["name"]: e for e in container.get("env", []) if "name" in e}
+        for key, value in template.env.items():
+            env[key] = {"name": key, "value": value}
+        container["env"] = sorted(env.values(), key=lambda e: e["name"])
+    return result
+
+
+def _traffic(traffic: list[TrafficTarget]) -> list[dict[str, Any]]:
+    entries = []
+    for target in traffic:
+        entry: dict[str, Any] = {"revisionName": target.revision, "percent": target.percent}
+        if target.tag:
+            entry["tag"] = target.tag
+        entries.append(entry)
+    return entries
+
+
+def service_view(body: dict[str, Any]) -> ServiceView:
+    """Read the fields hekaton uses from a Knative Service object."""
+    status = body.get("status", {})
+    conditions = {c.get("type"): c for c in status.get("conditions", [])}
+    ready = conditions.get("Ready", {})
+    return ServiceView(
+        name=body["metadata"]["name"],
+        namespace=body["metadata"].get("namespace", "default"),
+        traffic=[
+            TrafficTarget(
+                revision=t.get("revisionName", ""),
+                percent=int(t.get("percent", 0) or 0),
+                tag=t.get("tag"),
+                url=t.get("url"),
+            )
+            for t in status.get("traffic", [])
+        ],
+        latest_created_revision=status.get("latestCreatedRevisionName"),
+        latest_ready_revision=status.get("latestReadyRevisionName"),
+        ready={"True": True, "False": False}.get(ready.get("status", "")),
+        reason=ready.get("reason"),
+        url=status.get("url"),
+    )

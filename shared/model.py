@@ -1,0 +1,153 @@
+"""The records hekaton keeps: registered services, rollouts and their decision logs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from shared.phases import Phase
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """A registered service: its spec plus what hekaton knows it serves."""
+
+    name: str
+    spec: dict[str, Any]
+    stable_revision: str | None = None
+    stable_image: str | None = None
+    stable_digest: str | None = None
+    active_rollout_id: str | None = None
+    registered_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def namespace(self) -> str:
+        """Kubernetes namespace of the Knative Service."""
+        return str(self.spec.get("namespace", "default"))
+
+    @property
+    def repository(self) -> str:
+        """The image repository whose pushes this service follows."""
+        return str(self.spec["image"])
+
+    def to_document(self) -> dict[str, Any]:
+        """Firestore document fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> ServiceRecord:
+        """Build from a Firestore document."""
+        values: dict[str, Any] = {k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc}
+        return cls(**values)
+
+    def evolve(self, **changes: Any) -> ServiceRecord:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One attempt to move a service onto a new image."""
+
+    id: str
+    service: str
+    namespace: str
+    image: str  # repository
+    digest: str
+    revision: str
+    phase: Phase
+    created_at: datetime
+    updated_at: datetime
+    tag: str | None = None
+    steps: list[int] = field(default_factory=list)
+    step_index: int = 0
+    # In SHIFTING: whether steps[step_index] % is already applied (then we are baking until due_at).
+    step_applied: bool = False
+    traffic_percent: int = 0  # the candidate's share as last set by hekaton
+    stable_revision: str | None = None  # where traffic returns on failure
+    reason: str | None = None
+    due_at: datetime | None = None  # when the next step should run (None: nothing scheduled)
+    emitted_at: datetime | None = None  # when the next step's event was last published
+    ready_deadline_at: datetime | None = None
+    ended_at: datetime | None = None
+    pushed_at: datetime | None = None  # registry publish time: orders pushes that race each other
+    cause: str = ""  # id of the registry message that started it
+    seq: int = (
+        0  # number of decisions logged so far (orders the log, makes entry ids deterministic)
+    )
+
+    @property
+    def active(self) -> bool:
+        """True until the rollout reaches a terminal phase."""
+        return not self.phase.terminal
+
+    @property
+    def image_ref(self) -> str:
+        """`repo:tag@sha256:...` as users know it."""
+        return (
+            f"{self.image}:{self.tag}@{self.digest}" if self.tag else f"{self.image}@{self.digest}"
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        """Firestore document fields (every field present, so an update rewrites all of them)."""
+        doc = asdict(self)
+        doc["phase"] = self.phase.value
+        doc["active"] = self.active
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Rollout:
+        """Build from a Firestore document."""
+        values: dict[str, Any] = {k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc}
+        values["phase"] = Phase(values["phase"])
+        values["steps"] = list(values.get("steps") or [])
+        return cls(**values)
+
+    def evolve(self, **changes: Any) -> Rollout:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One entry of a rollout's decision log: what was decided, on what evidence, caused by which message."""
+
+    id: str
+    seq: int
+    at: datetime
+    phase_from: str
+    phase_to: str
+    outcome: str
+    reason: str
+    step_index: int = 0
+    values: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    message_id: str = ""
+
+    def to_document(self) -> dict[str, Any]:
+        """Firestore document fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Decision:
+        """Build from a Firestore document."""
+        values: dict[str, Any] = {k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class IgnoredEvent:
+    """A message hekaton acknowledged without acting on it, and why."""
+
+    message_id: str
+    function: str
+    reason: str
+    at: datetime
+    excerpt: str = ""
+    topic: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        """Firestore document fields."""
+        return asdict(self)

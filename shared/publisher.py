@@ -1,0 +1,45 @@
+"""Publishing the next step: a Protocol, and the Pub/Sub implementation tuned for latency."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from events.steps import StepEvent
+
+
+class Publisher(Protocol):
+    """Sends step events to their topics."""
+
+    def publish_step(self, event: StepEvent, *, source: str) -> str:
+        """Publish and wait for the server's ack; return the message id."""
+        ...
+
+
+class PubSubPublisher:
+    """google-cloud-pubsub publisher (honours PUBSUB_EMULATOR_HOST)."""
+
+    def __init__(self, project: str, max_latency_seconds: float = 0.005) -> None:
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+        self._project = project
+        # One message per step; waiting for a batch to fill only adds latency to every rollout.
+        self._client = pubsub_v1.PublisherClient(
+            batch_settings=pubsub_v1.types.BatchSettings(
+                max_messages=10, max_latency=max_latency_seconds
+            )
+        )
+
+    def publish_step(self, event: StepEvent, *, source: str) -> str:
+        """Publish and wait for the server's ack; return the message id."""
+        return self.publish_raw(
+            event.type.topic,
+            event.to_json(source),
+            {"ce-type": event.type.value, "rollout": event.rollout_id, "service": event.service},
+        )
+
+    def publish_raw(self, topic: str, data: bytes, attributes: dict[str, str] | None = None) -> str:
+        """Publish bytes to a topic of this project and wait for the ack."""
+        future = self._client.publish(
+            self._client.topic_path(self._project, topic), data, **(attributes or {})
+        )
+        return str(future.result(timeout=30))

@@ -1,0 +1,113 @@
+"""Read models for the status API and CLI: services, traffic as the cluster reports it, rollouts, decisions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.errors import NotFound
+from shared.model import Decision, Rollout
+from shared.serving import ServingProvider
+from shared.store import Store
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def rollout_summary(rollout: Rollout) -> dict[str, Any]:
+    """The fields status shows for a rollout."""
+    return {
+        "id": rollout.id,
+        "phase": rollout.phase.value,
+        "image": rollout.image_ref,
+        "digest": rollout.digest,
+        "revision": rollout.revision,
+        "step": rollout.step_index,
+        "steps": rollout.steps,
+        "traffic_percent": rollout.traffic_percent,
+        "reason": rollout.reason,
+        "started_at": _time(rollout.created_at),
+        "updated_at": _time(rollout.updated_at),
+        "ended_at": _time(rollout.ended_at),
+    }
+
+
+def decision_view(decision: Decision) -> dict[str, Any]:
+    """A decision as JSON."""
+    doc = decision.to_document()
+    doc["at"] = _time(decision.at)
+    return doc
+
+
+def service_status(store: Store, serving: ServingProvider | None, name: str) -> dict[str, Any]:
+    """`hekaton status NAME --json`: stable revision, live traffic, active and last rollout."""
+    loaded = store.get_service(name)
+    if loaded is None:
+        raise NotFound(
+            f"service {name!r} is not registered (register it with `hekaton register FILE`)"
+        )
+    record = loaded.value
+    traffic: list[dict[str, Any]] = []
+    ready: bool | None = None
+    cluster_error = None
+    if serving is not None:
+        try:
+            view = serving.get_service(record.namespace, name)
+        except Exception as exc:  # status must answer even when the cluster does not
+            view, cluster_error = None, f"cluster unavailable: {exc}"
+        if view is not None:
+            traffic = [t.as_dict() for t in view.traffic]
+            ready = view.ready
+    rollouts = store.list_rollouts(name, limit=10)
+    active = next((r for r in rollouts if r.active), None)
+    finished = next((r for r in rollouts if not r.active), None)
+    return {
+        "service": name,
+        "namespace": record.namespace,
+        "image_repository": record.repository,
+        "stable_revision": record.stable_revision,
+        "stable_image": record.stable_image,
+        "traffic": traffic,
+        "ready": ready,
+        "cluster_error": cluster_error,
+        "active_rollout": rollout_summary(active) if active else None,
+        "last_rollout": rollout_summary(finished) if finished else None,
+    }
+
+
+def service_history(store: Store, name: str, limit: int = 20) -> list[dict[str, Any]]:
+    """`hekaton history NAME --json`: rollouts newest first, each with its decision log."""
+    if store.get_service(name) is None:
+        raise NotFound(f"service {name!r} is not registered")
+    history = []
+    for rollout in store.list_rollouts(name, limit=limit):
+        entry = rollout_summary(rollout)
+        entry["decisions"] = [decision_view(d) for d in store.decisions(rollout.id)]
+        history.append(entry)
+    return history
+
+
+def rollout_detail(store: Store, rollout_id: str) -> dict[str, Any]:
+    """One rollout with its decision log."""
+    loaded = store.get_rollout(rollout_id)
+    if loaded is None:
+        raise NotFound(f"rollout {rollout_id!r} does not exist")
+    entry = rollout_summary(loaded.value)
+    entry["service"] = loaded.value.service
+    entry["decisions"] = [decision_view(d) for d in store.decisions(rollout_id)]
+    return entry
+
+
+def list_services(store: Store) -> list[dict[str, Any]]:
+    """Every registered service with its stable revision and active rollout id."""
+    return [
+        {
+            "service": s.name,
+            "namespace": s.namespace,
+            "image_repository": s.repository,
+            "stable_revision": s.stable_revision,
+            "active_rollout_id": s.active_rollout_id,
+        }
+        for s in store.list_services()
+    ]

@@ -1,0 +1,32 @@
+"""Registering a service spec (what `hekaton register` does), keeping what hekaton already knows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.errors import PreconditionFailed
+from shared.model import ServiceRecord
+from shared.spec import ServiceSpec
+from shared.store import MUST_NOT_EXIST, Store
+
+
+def register(store: Store, spec: ServiceSpec, now: datetime) -> tuple[ServiceRecord, bool]:
+    """Create or update the service record; returns (record, created)."""
+    for _attempt in range(5):
+        existing = store.get_service(spec.name)
+        if existing is None:
+            record = ServiceRecord(
+                name=spec.name, spec=spec.to_document(), registered_at=now, updated_at=now
+            )
+            try:
+                store.put_service(record, MUST_NOT_EXIST)
+            except PreconditionFailed:
+                continue
+            return record, True
+        record = existing.value.evolve(spec=spec.to_document(), updated_at=now)
+        try:
+            store.put_service(record, existing.version)
+        except PreconditionFailed:
+            continue
+        return record, False
+    raise PreconditionFailed(f"service {spec.name} is being changed concurrently; try again")

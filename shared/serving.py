@@ -1,0 +1,88 @@
+"""The serving boundary: what the steps need from Knative, as a small Protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+CANDIDATE_TAG = "candidate"
+STABLE_TAG = "stable"
+
+
+@dataclass(frozen=True)
+class TrafficTarget:
+    """One traffic entry, always pinned to a revision by name."""
+
+    revision: str
+    percent: int
+    tag: str | None = None
+    url: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `{revision, percent, tag}` shape shown by status."""
+        return {"revision": self.revision, "percent": self.percent, "tag": self.tag}
+
+
+@dataclass(frozen=True)
+class RevisionHealth:
+    """A revision's readiness as Knative reports it."""
+
+    exists: bool
+    ready: bool | None  # None: still deciding (condition Unknown)
+    reason: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """What the cluster says about a Knative Service."""
+
+    name: str
+    namespace: str
+    traffic: list[TrafficTarget] = field(default_factory=list)  # status.traffic as reported
+    latest_created_revision: str | None = None
+    latest_ready_revision: str | None = None
+    ready: bool | None = None
+    reason: str | None = None
+    url: str | None = None
+
+    def serving_revision(self) -> str | None:
+        """The revision holding the largest share of traffic (the de-facto stable one)."""
+        live = [t for t in self.traffic if t.percent > 0]
+        return max(live, key=lambda t: t.percent).revision if live else None
+
+
+@dataclass(frozen=True)
+class RevisionTemplate:
+    """The parts of a revision hekaton sets; the rest of the existing template is kept."""
+
+    name: str
+    image: str
+    env: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+class ServingProvider(Protocol):
+    """Creates revisions and moves traffic (Knative Serving in production)."""
+
+    def get_service(self, namespace: str, name: str) -> ServiceView | None:
+        """The Service's status, or None when it does not exist."""
+        ...
+
+    def revision_exists(self, namespace: str, revision: str) -> bool:
+        """Whether a Revision of that name exists."""
+        ...
+
+    def deploy(
+        self, namespace: str, name: str, template: RevisionTemplate, traffic: list[TrafficTarget]
+    ) -> None:
+        """Create or update the Service so `template` becomes a revision, with `traffic`; idempotent."""
+        ...
+
+    def set_traffic(self, namespace: str, name: str, traffic: list[TrafficTarget]) -> None:
+        """Replace the Service's traffic block with absolute weights; idempotent."""
+        ...
+
+    def revision_health(self, namespace: str, revision: str) -> RevisionHealth:
+        """A Revision's Ready condition and the reason when it failed."""
+        ...

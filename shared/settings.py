@@ -1,0 +1,65 @@
+"""Typed settings, loaded once from the environment at cold start and passed into every handler."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.errors import PermanentError
+
+
+class Settings(BaseModel):
+    """Everything a function needs to know about where it runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    project: str = Field(min_length=1)
+    # None: use the in-cluster service account or the default kubeconfig (GKE).
+    kube_server: str | None = None
+    # When set, requests to revision URLs (e.g. http://candidate-iris.models.example.com) are sent to
+    # this address with the URL's host in the Host header: the local gateway, or an internal LB in GCP.
+    ingress_url: str | None = None
+    # How often the readiness wait re-checks a revision (the tick re-emits the wait at this pace).
+    ready_poll_seconds: float = Field(default=2.0, gt=0)
+    # An eagerly published next step that has not run after this long is re-emitted by the sweep.
+    lost_event_grace_seconds: float = Field(default=60.0, gt=0)
+    # Publisher batching: the time a message may wait for company (low: latency matters more).
+    publish_max_latency_seconds: float = Field(default=0.005, ge=0)
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read HEKATON_* (and GOOGLE_CLOUD_PROJECT) variables; raise PermanentError naming a bad one."""
+        env = os.environ if env is None else env
+        raw: dict[str, object] = {
+            "project": env.get("HEKATON_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or "",
+        }
+        optional = {
+            "kube_server": "HEKATON_KUBE_SERVER",
+            "ingress_url": "HEKATON_INGRESS_URL",
+            "ready_poll_seconds": "HEKATON_READY_POLL_SECONDS",
+            "lost_event_grace_seconds": "HEKATON_LOST_EVENT_GRACE_SECONDS",
+            "publish_max_latency_seconds": "HEKATON_PUBLISH_MAX_LATENCY_SECONDS",
+            "http_timeout_seconds": "HEKATON_HTTP_TIMEOUT_SECONDS",
+            "log_format": "HEKATON_LOG_FORMAT",
+        }
+        for field, variable in optional.items():
+            if env.get(variable):
+                raw[field] = env[variable]
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{_variable_for(str(err['loc'][0]), optional)}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise PermanentError(f"invalid hekaton settings: {problems}") from exc
+
+
+def _variable_for(field: str, optional: Mapping[str, str]) -> str:
+    if field == "project":
+        return "HEKATON_PROJECT or GOOGLE_CLOUD_PROJECT"
+    return optional.get(field, field)

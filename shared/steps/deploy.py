@@ -1,0 +1,88 @@
+"""Deploy: make the candidate a Knative revision with a deterministic name and no user traffic."""
+
+from __future__ import annotations
+
+from events.steps import StepEvent
+from shared.deps import Deps
+from shared.errors import PermanentError
+from shared.model import Rollout, ServiceRecord
+from shared.phases import Outcome
+from shared.serving import RevisionTemplate
+from shared.spec import ServiceSpec
+from shared.steps.engine import Plan, later, transition
+from shared.steps.failing import end_badly
+from shared.steps.traffic import desired_traffic
+from shared.store import Versioned
+
+PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
+MIN_SCALE = "autoscaling.knative.dev/min-scale"
+MAX_SCALE = "autoscaling.knative.dev/max-scale"
+
+
+def revision_template(spec: ServiceSpec, rollout: Rollout) -> RevisionTemplate:
+    """The template for the candidate: image by digest, BYO name, deadline and scale annotations."""
+    annotations = {PROGRESS_DEADLINE: f"{int(spec.readiness_deadline_seconds)}s"}
+    if spec.min_scale is not None:
+        annotations[MIN_SCALE] = str(spec.min_scale)
+    if spec.max_scale is not None:
+        annotations[MAX_SCALE] = str(spec.max_scale)
+    return RevisionTemplate(
+        name=rollout.revision,
+        image=f"{rollout.image}@{rollout.digest}",
+        env=dict(spec.env),
+        annotations=annotations,
+    )
+
+
+def act(
+    deps: Deps, rollout: Rollout, service: Versioned[ServiceRecord] | None, event: StepEvent
+) -> Plan:
+    """Create the revision (or reuse it if it exists) and pin traffic by revision name."""
+    if service is None:
+        return end_badly(
+            deps,
+            rollout,
+            None,
+            Outcome.DEPLOY_FAILED,
+            "service is no longer registered",
+            cause=event.cause,
+        )
+    spec = ServiceSpec.model_validate(service.value.spec)
+    stable = rollout.stable_revision
+    if stable is None:
+        # Adopt what serves today if the Service predates hekaton (or our stable record was lost).
+        view = deps.serving.get_service(rollout.namespace, rollout.service)
+        stable = view.serving_revision() if view else None
+        if stable == rollout.revision:
+            stable = None
+    staged = rollout.evolve(stable_revision=stable, traffic_percent=0)
+    try:
+        if deps.serving.revision_exists(rollout.namespace, rollout.revision):
+            # Same digest as an earlier revision: Knative refuses a BYO name twice, reuse the revision.
+            deps.serving.set_traffic(rollout.namespace, rollout.service, desired_traffic(staged))
+            how = "reused existing revision"
+        else:
+            deps.serving.deploy(
+                rollout.namespace,
+                rollout.service,
+                revision_template(spec, staged),
+                desired_traffic(staged),
+            )
+            how = "created revision"
+    except PermanentError as exc:
+        return end_badly(deps, rollout, service, Outcome.DEPLOY_FAILED, str(exc), cause=event.cause)
+    now = deps.clock.now()
+    deployed, decision = transition(
+        staged,
+        Outcome.DEPLOYED,
+        now=now,
+        reason=f"{how} {rollout.revision} for {rollout.image_ref} with 0% of user traffic"
+        if stable
+        else f"{how} {rollout.revision} (first deploy: no stable revision to protect)",
+        cause=event.cause,
+        values={"revision": rollout.revision, "stable_revision": stable},
+        thresholds={"readiness_deadline_seconds": spec.readiness_deadline_seconds},
+        ready_deadline_at=later(now, spec.readiness_deadline_seconds),
+        traffic_percent=0 if stable else 100,
+    )
+    return Plan(deployed, decision, touched_traffic=True)

@@ -1,0 +1,220 @@
+"""The shared skeleton of every step: load, check the event applies, act, write once, publish next."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from events.steps import StepEvent
+from shared.deps import Deps
+from shared.errors import PreconditionFailed, RetryableError
+from shared.logs import get_logger
+from shared.model import Decision, Rollout, ServiceRecord
+from shared.phases import Outcome, Phase, next_phase
+from shared.steps.traffic import desired_traffic
+from shared.store import Change, Versioned
+
+log = get_logger("engine")
+
+MAX_ATTEMPTS = 5
+
+
+@dataclass
+class Plan:
+    """What a step decided: the rollout's next state, its log entry, and any service change."""
+
+    rollout: Rollout
+    decision: Decision | None = None
+    service: ServiceRecord | None = None
+    touched_traffic: bool = False
+
+
+@dataclass
+class StepReport:
+    """What happened to one event (returned for logs and tests)."""
+
+    status: str  # "applied", "waiting", "stale", "unknown-rollout"
+    rollout_id: str
+    phase: str | None = None
+    detail: str = ""
+    published: list[str] = field(default_factory=list)
+
+
+Act = Callable[[Deps, Rollout, Versioned[ServiceRecord] | None, StepEvent], Plan | None]
+
+
+def transition(
+    rollout: Rollout,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    reason: str,
+    cause: str,
+    values: dict[str, Any] | None = None,
+    thresholds: dict[str, Any] | None = None,
+    **updates: Any,
+) -> tuple[Rollout, Decision]:
+    """Move a rollout along the table and write the matching, deterministically named log entry."""
+    target = next_phase(rollout.phase, outcome)
+    seq = rollout.seq + 1
+    fields: dict[str, Any] = {"phase": target, "seq": seq, "updated_at": now, "due_at": now}
+    if target.terminal:
+        fields.update(reason=reason, ended_at=now, due_at=None)
+    fields.update(updates)
+    decision = Decision(
+        id=f"{seq:04d}-{outcome.value}",
+        seq=seq,
+        at=now,
+        phase_from=rollout.phase.value,
+        phase_to=target.value,
+        outcome=outcome.value,
+        reason=reason,
+        step_index=rollout.step_index,
+        values=values or {},
+        thresholds=thresholds or {},
+        message_id=cause,
+    )
+    return rollout.evolve(**fields), decision
+
+
+def event_applies(rollout: Rollout, event: StepEvent) -> str | None:
+    """Why the event no longer applies (None when it does): duplicates and stragglers are dropped here."""
+    if rollout.phase.terminal:
+        return f"rollout already ended {rollout.phase.value}"
+    if rollout.phase.value != event.phase:
+        return f"rollout is {rollout.phase.value}, event was for {event.phase}"
+    if rollout.step_index != event.step_index:
+        return f"rollout is at step {rollout.step_index}, event was for step {event.step_index}"
+    if rollout.phase.step is not event.type:
+        return f"{event.type.value} does not advance a rollout in {rollout.phase.value}"
+    return None
+
+
+def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepReport:
+    """Apply `act` to the rollout named by the event, under at-least-once delivery."""
+    touched_traffic = False
+    for _attempt in range(MAX_ATTEMPTS):
+        loaded = deps.store.get_rollout(event.rollout_id)
+        if loaded is None:
+            return StepReport("unknown-rollout", event.rollout_id, detail="no such rollout")
+        rollout = loaded.value
+        stale = event_applies(rollout, event)
+        if stale is not None:
+            if touched_traffic:
+                # We moved traffic, then lost the race: put traffic where the winner wants it.
+                reconcile_traffic(deps, rollout.service)
+            log.info(
+                "stale event dropped",
+                extra={"rollout": rollout.id, "why": stale, "event": event.id},
+            )
+            return StepReport("stale", rollout.id, rollout.phase.value, stale)
+        service = deps.store.get_service(rollout.service)
+        plan = act(deps, rollout, service, event)
+        if plan is None:
+            return StepReport("waiting", rollout.id, rollout.phase.value, "not due yet")
+        touched_traffic = touched_traffic or plan.touched_traffic
+        now = deps.clock.now()
+        next_rollout = plan.rollout
+        publish_now = (
+            next_rollout.active and next_rollout.due_at is not None and next_rollout.due_at <= now
+        )
+        if publish_now:
+            next_rollout = next_rollout.evolve(emitted_at=now)
+        change = Change(rollouts=[(next_rollout, loaded.version)])
+        if plan.decision is not None:
+            change.decisions.append((rollout.id, plan.decision))
+        if plan.service is not None and service is not None:
+            change.services.append((plan.service, service.version))
+        try:
+            deps.store.commit(change)
+        except PreconditionFailed:
+            log.info("lost a write race, re-evaluating", extra={"rollout": rollout.id})
+            continue
+        published = (
+            [publish_next(deps, next_rollout, cause=event.cause, source=source)]
+            if publish_now
+            else []
+        )
+        if plan.decision:
+            log.info(
+                "rollout %s: %s -> %s (%s)",
+                rollout.id,
+                plan.decision.phase_from,
+                plan.decision.phase_to,
+                plan.decision.reason,
+                extra={
+                    "rollout": rollout.id,
+                    "service": rollout.service,
+                    "outcome": plan.decision.outcome,
+                },
+            )
+        return StepReport(
+            "applied", rollout.id, next_rollout.phase.value, published=[p for p in published if p]
+        )
+    raise RetryableError(
+        f"rollout {event.rollout_id}: still contended after {MAX_ATTEMPTS} attempts; will retry"
+    )
+
+
+def publish_next(deps: Deps, rollout: Rollout, *, cause: str, source: str) -> str:
+    """Publish the event that runs the step for the rollout's current phase."""
+    step = rollout.phase.step
+    if step is None:
+        return ""
+    event = StepEvent(
+        type=step,
+        rollout_id=rollout.id,
+        service=rollout.service,
+        phase=rollout.phase.value,
+        step_index=rollout.step_index,
+        cause=cause,
+    )
+    return deps.publisher.publish_step(event, source=source)
+
+
+def later(now: datetime, seconds: float) -> datetime:
+    """A due time `seconds` from now."""
+    return now + timedelta(seconds=seconds)
+
+
+def apply_traffic(deps: Deps, rollout: Rollout) -> bool:
+    """Set the Service's traffic to what the rollout's state wants; True if anything was sent."""
+    traffic = desired_traffic(rollout)
+    if not traffic:
+        return False
+    deps.serving.set_traffic(rollout.namespace, rollout.service, traffic)
+    return True
+
+
+def reconcile_traffic(deps: Deps, service_name: str) -> None:
+    """Re-apply the traffic that the service's current state wants (after losing a race)."""
+    service = deps.store.get_service(service_name)
+    if service is None:
+        return
+    active_id = service.value.active_rollout_id
+    active = deps.store.get_rollout(active_id) if active_id else None
+    if active is not None and active.value.active:
+        apply_traffic(deps, active.value)
+        return
+    last = deps.store.list_rollouts(service_name, limit=1)
+    if last and last[0].phase is Phase.PROMOTED:
+        apply_traffic(deps, last[0])
+    elif service.value.stable_revision:
+        from shared.serving import STABLE_TAG, TrafficTarget
+
+        deps.serving.set_traffic(
+            service.value.namespace,
+            service_name,
+            [TrafficTarget(service.value.stable_revision, 100, STABLE_TAG)],
+        )
+
+
+def end_service_pointer(
+    service: Versioned[ServiceRecord] | None, rollout: Rollout, now: datetime
+) -> ServiceRecord | None:
+    """The service record with its active-rollout pointer cleared, if it points at this rollout."""
+    if service is None or service.value.active_rollout_id != rollout.id:
+        return None
+    return service.value.evolve(active_rollout_id=None, updated_at=now)

@@ -1,0 +1,287 @@
+"""Ingest: turn an Artifact Registry push into a rollout for every service that follows the repository."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from events.artifact_registry import RegistryAction, RegistryEvent, parse_notification
+from events.pubsub import PubSubMessage
+from shared.deps import Deps
+from shared.errors import PreconditionFailed, RetryableError
+from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
+from shared.phases import INITIAL_PHASE, Outcome, Phase
+from shared.spec import ServiceSpec
+from shared.steps.engine import MAX_ATTEMPTS, publish_next, transition
+from shared.store import MUST_NOT_EXIST, Change
+
+SOURCE = "ingest"
+MAX_NAME = 63
+
+
+@dataclass
+class IngestReport:
+    """What ingest did with one message."""
+
+    started: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+def revision_name(service: str, digest: str) -> str:
+    """`<service>-<12 hex of the digest>`: deterministic, DNS-1035, at most 63 characters."""
+    short = digest.split(":", 1)[-1][:12]
+    return f"{service[: MAX_NAME - len(short) - 1]}-{short}"
+
+
+def rollout_id(service: str, digest: str, message_id: str) -> str:
+    """Deterministic per (service, push message): a redelivered push maps to the same rollout."""
+    salt = hashlib.sha256(message_id.encode()).hexdigest()[:6]
+    return f"{revision_name(service, digest)}-{salt}"
+
+
+def parse_time(text: str | None, default: datetime) -> datetime:
+    """RFC 3339 publish time (with Z or nanoseconds) -> datetime; default when absent or unreadable."""
+    if not text:
+        return default
+    cleaned = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(cleaned)
+    except ValueError:
+        return default
+
+
+def handle(deps: Deps, message: PubSubMessage) -> IngestReport:
+    """Parse (MalformedEvent propagates to the caller, which records it) and start rollouts."""
+    event = parse_notification(message.data)
+    report = IngestReport()
+    now = deps.clock.now()
+    if event.action is RegistryAction.DELETE:
+        _ignore(
+            deps,
+            message,
+            f"DELETE of {event.image.display}: hekaton does not act on deletions",
+            report,
+        )
+        return report
+    if event.image.digest is None:
+        _ignore(
+            deps,
+            message,
+            f"INSERT of {event.image.display} without a digest: nothing immutable to deploy",
+            report,
+        )
+        return report
+    services = deps.store.services_for_repository(event.image.repository)
+    if not services:
+        _ignore(
+            deps,
+            message,
+            f"no registered service follows repository {event.image.repository}",
+            report,
+        )
+        return report
+    pushed_at = parse_time(message.publish_time, now)
+    for service in services:
+        spec = ServiceSpec.model_validate(service.value.spec)
+        if not spec.accepts_tag(event.image.tag):
+            _ignore(
+                deps,
+                message,
+                f"tag {event.image.tag!r} does not match {spec.name}'s tag filter {spec.tag_filter!r}",
+                report,
+                service=spec.name,
+            )
+            continue
+        _start(deps, message, event, spec, pushed_at, report)
+    return report
+
+
+def _start(
+    deps: Deps,
+    message: PubSubMessage,
+    event: RegistryEvent,
+    spec: ServiceSpec,
+    pushed_at: datetime,
+    report: IngestReport,
+) -> None:
+    digest = event.image.digest or ""
+    rid = rollout_id(spec.name, digest, message.message_id)
+    for _attempt in range(MAX_ATTEMPTS):
+        now = deps.clock.now()
+        service = deps.store.get_service(spec.name)
+        if service is None:
+            _ignore(
+                deps, message, f"service {spec.name} was unregistered", report, service=spec.name
+            )
+            return
+        existing = deps.store.get_rollout(rid)
+        if existing is not None:
+            # A redelivered push: the rollout exists; make sure its first step was published.
+            if existing.value.phase is INITIAL_PHASE:
+                publish_next(deps, existing.value, cause=message.message_id, source=SOURCE)
+            report.started.append(rid)
+            return
+        record = service.value
+        if record.stable_digest == digest and not record.active_rollout_id:
+            _ignore(
+                deps,
+                message,
+                f"{event.image.display} is already the stable image of {spec.name}",
+                report,
+                service=spec.name,
+            )
+            return
+        change = Change()
+        active = (
+            deps.store.get_rollout(record.active_rollout_id) if record.active_rollout_id else None
+        )
+        newer_exists = False
+        if active is not None and active.value.active:
+            if active.value.digest == digest:
+                _ignore(
+                    deps,
+                    message,
+                    f"{event.image.display} is already rolling out as {active.value.id}",
+                    report,
+                    service=spec.name,
+                )
+                return
+            if _pushed_at(active.value) > pushed_at:
+                newer_exists = True
+            else:
+                superseded, decision = transition(
+                    active.value,
+                    Outcome.SUPERSEDED,
+                    now=now,
+                    reason=f"superseded by a newer image {event.image.display} (rollout {rid})",
+                    cause=message.message_id,
+                    values={"superseded_by": rid},
+                )
+                change.rollouts.append((superseded, active.version))
+                change.decisions.append((superseded.id, decision))
+        rollout = _new_rollout(rid, spec, record, event, message, now, pushed_at)
+        if newer_exists:
+            rollout = rollout.evolve(
+                phase=Phase.SUPERSEDED,
+                due_at=None,
+                emitted_at=None,
+                ended_at=now,
+                reason=f"a newer image was already rolling out ({active.value.id})"
+                if active
+                else "newer image exists",
+            )
+        else:
+            rollout = rollout.evolve(emitted_at=now)
+            change.services.append(
+                (record.evolve(active_rollout_id=rid, updated_at=now), service.version)
+            )
+        change.rollouts.append((rollout, MUST_NOT_EXIST))
+        change.decisions.append((rid, _created_decision(rollout, message.message_id, now)))
+        try:
+            deps.store.commit(change)
+        except PreconditionFailed:
+            continue
+        if rollout.active:
+            publish_next(deps, rollout, cause=message.message_id, source=SOURCE)
+        report.started.append(rid)
+        return
+    raise RetryableError(
+        f"ingest for {spec.name}: still contended after {MAX_ATTEMPTS} attempts; will retry"
+    )
+
+
+def _pushed_at(rollout: Rollout) -> datetime:
+    return rollout.pushed_at or rollout.created_at
+
+
+def _new_rollout(
+    rid: str,
+    spec: ServiceSpec,
+    record: ServiceRecord,
+    event: RegistryEvent,
+    message: PubSubMessage,
+    now: datetime,
+    pushed_at: datetime,
+) -> Rollout:
+    return Rollout(
+        id=rid,
+        service=spec.name,
+        namespace=spec.namespace,
+        image=event.image.repository,
+        tag=event.image.tag,
+        digest=event.image.digest or "",
+        revision=revision_name(spec.name, event.image.digest or ""),
+        phase=INITIAL_PHASE,
+        created_at=now,
+        updated_at=now,
+        pushed_at=pushed_at,
+        steps=list(spec.steps),
+        stable_revision=record.stable_revision,
+        due_at=now,
+        cause=message.message_id,
+        seq=1,
+    )
+
+
+def _created_decision(rollout: Rollout, message_id: str, now: datetime) -> Decision:
+    return Decision(
+        id=f"0001-{Outcome.CREATED.value}",
+        seq=1,
+        at=now,
+        phase_from="",
+        phase_to=rollout.phase.value,
+        outcome=Outcome.CREATED.value,
+        reason=rollout.reason
+        or f"image {rollout.image_ref} pushed; rollout to revision {rollout.revision} started",
+        values={
+            "image": rollout.image_ref,
+            "stable_revision": rollout.stable_revision,
+            "steps": rollout.steps,
+        },
+        message_id=message_id,
+    )
+
+
+def _ignore(
+    deps: Deps,
+    message: PubSubMessage,
+    reason: str,
+    report: IngestReport,
+    *,
+    service: str | None = None,
+) -> None:
+    key = f"{message.message_id}-{service}" if service else message.message_id
+    deps.store.record_ignored(
+        IgnoredEvent(
+            message_id=key,
+            function=SOURCE,
+            reason=reason,
+            at=deps.clock.now(),
+            excerpt=message.excerpt(),
+            topic=message.topic,
+        )
+    )
+    report.ignored.append(reason)
+
+
+def ignored_record(
+    deps: Deps,
+    function: str,
+    message_id: str,
+    reason: str,
+    excerpt: str = "",
+    topic: str | None = None,
+) -> None:
+    """Record any function's ignored message (used by the functions layer for malformed input)."""
+    deps.store.record_ignored(
+        IgnoredEvent(
+            message_id=message_id,
+            function=function,
+            reason=reason,
+            at=deps.clock.now(),
+            excerpt=excerpt,
+            topic=topic,
+        )
+    )

@@ -1,0 +1,27 @@
+"""The traffic a rollout wants, as a pure function: every step applies it with absolute weights."""
+
+from __future__ import annotations
+
+from shared.model import Rollout
+from shared.phases import Phase
+from shared.serving import CANDIDATE_TAG, STABLE_TAG, TrafficTarget
+
+_RETURNED = frozenset({Phase.FAILED, Phase.ROLLED_BACK, Phase.SUPERSEDED})
+
+
+def desired_traffic(rollout: Rollout) -> list[TrafficTarget]:
+    """Traffic for a rollout in its current state ([] means: leave the Service's traffic as it is)."""
+    candidate, stable = rollout.revision, rollout.stable_revision
+    if rollout.phase is Phase.PROMOTED:
+        return [TrafficTarget(candidate, 100, STABLE_TAG)]
+    if rollout.phase in _RETURNED:
+        # With no stable revision to return to (a failed first deploy) there is nothing better to route to.
+        return [TrafficTarget(stable, 100, STABLE_TAG)] if stable else []
+    if not stable:
+        # First deploy: nothing else can take the traffic, Knative needs weights summing to 100.
+        return [TrafficTarget(candidate, 100, CANDIDATE_TAG)]
+    percent = max(0, min(100, rollout.traffic_percent))
+    return [
+        TrafficTarget(stable, 100 - percent, STABLE_TAG),
+        TrafficTarget(candidate, percent, CANDIDATE_TAG),
+    ]

@@ -1,0 +1,84 @@
+"""The state store boundary: what the steps need from Firestore, as a Protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
+
+T = TypeVar("T")
+
+# A create precondition: the document must not exist yet.
+MUST_NOT_EXIST = "must-not-exist"
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[T]):
+    """A record plus the opaque version (Firestore update time) a precondition write compares against."""
+
+    value: T
+    version: object
+
+
+@dataclass
+class Change:
+    """Everything one step decided, written at once: all or nothing, each write preconditioned."""
+
+    rollouts: list[tuple[Rollout, object]] = field(
+        default_factory=list
+    )  # (record, expected version)
+    services: list[tuple[ServiceRecord, object]] = field(default_factory=list)
+    decisions: list[tuple[str, Decision]] = field(default_factory=list)  # (rollout id, entry)
+
+    def empty(self) -> bool:
+        """True when there is nothing to write."""
+        return not (self.rollouts or self.services or self.decisions)
+
+
+class Store(Protocol):
+    """Services, rollouts, decision logs and ignored events."""
+
+    def get_service(self, name: str) -> Versioned[ServiceRecord] | None:
+        """One registered service, or None."""
+        ...
+
+    def list_services(self) -> list[ServiceRecord]:
+        """Every registered service, by name."""
+        ...
+
+    def services_for_repository(self, repository: str) -> list[Versioned[ServiceRecord]]:
+        """The services following an image repository."""
+        ...
+
+    def put_service(self, record: ServiceRecord, expected: object | None) -> None:
+        """Create (expected=MUST_NOT_EXIST) or update (expected=version) one service."""
+        ...
+
+    def get_rollout(self, rollout_id: str) -> Versioned[Rollout] | None:
+        """One rollout, or None."""
+        ...
+
+    def list_rollouts(self, service: str, limit: int = 20) -> list[Rollout]:
+        """A service's rollouts, newest first."""
+        ...
+
+    def active_rollouts(self) -> list[Versioned[Rollout]]:
+        """Every rollout not yet in a terminal phase."""
+        ...
+
+    def decisions(self, rollout_id: str) -> list[Decision]:
+        """A rollout's decision log, oldest first."""
+        ...
+
+    def commit(self, change: Change) -> None:
+        """Write a Change atomically; raise PreconditionFailed if any record moved since it was read."""
+        ...
+
+    def record_ignored(self, event: IgnoredEvent) -> None:
+        """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""
+        ...
+
+    def list_ignored(self, limit: int = 50) -> list[IgnoredEvent]:
+        """Recently ignored messages, newest first."""
+        ...

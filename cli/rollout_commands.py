@@ -1,0 +1,270 @@
+"""`hekaton register | push | status | history | watch`: the rollout commands a user types."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cli.target import Target, TargetError, resolve
+from events.artifact_registry import split_image
+from events.errors import MalformedEvent
+from events.steps import REGISTRY_TOPIC
+
+TERMINAL = {"PROMOTED", "FAILED", "ROLLED_BACK", "SUPERSEDED"}
+
+
+class CommandError(RuntimeError):
+    """A command failed in a way the user can fix; the message says how."""
+
+
+# --- library functions (used by the commands, the demo, the benchmark and the e2e tests) -----------
+
+
+def register_file(target: Target, path: Path) -> tuple[str, bool]:
+    """Validate and register a service spec file; returns (service name, created)."""
+    from shared.firestore_store import FirestoreStore
+    from shared.registry import register
+    from shared.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:
+        raise CommandError(str(exc)) from exc
+    target.apply_env()
+    record, created = register(FirestoreStore.for_project(target.project), spec, datetime.now(UTC))
+    return record.name, created
+
+
+def registry_message(image: str, *, delete: bool = False) -> dict[str, str]:
+    """The Artifact Registry notification for a push (or tag deletion) of `image`."""
+    try:
+        ref = split_image(image)
+    except MalformedEvent as exc:
+        raise CommandError(f"cannot push {image!r}: {exc.reason}") from exc
+    if delete:
+        if not ref.tag:
+            raise CommandError("--delete needs a tag (IMAGE:TAG)")
+        return {"action": "DELETE", "tag": f"{ref.repository}:{ref.tag}"}
+    digest = ref.digest
+    if digest is None:
+        if not ref.tag:
+            raise CommandError(f"cannot push {image!r}: give a tag or a digest")
+        from local.registry import derive_digest  # the local registry's deterministic digests
+
+        digest = derive_digest(ref.repository, ref.tag)
+    body = {"action": "INSERT", "digest": f"{ref.repository}@{digest}"}
+    if ref.tag:
+        body["tag"] = f"{ref.repository}:{ref.tag}"
+    return body
+
+
+def publish_push(target: Target, body: dict[str, str] | bytes) -> str:
+    """Publish an Artifact Registry-shaped message to the `gcr` topic; returns the message id."""
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    target.apply_env()
+    publisher = pubsub_v1.PublisherClient()
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return str(
+        publisher.publish(publisher.topic_path(target.project, REGISTRY_TOPIC), data).result(
+            timeout=30
+        )
+    )
+
+
+def fetch(target: Target, path: str) -> Any:
+    """GET a JSON document from the status API; CommandError with its message on 4xx."""
+    if not target.status_url:
+        raise CommandError("no status URL: set HEKATON_STATUS_URL or start the local stack")
+    try:
+        response = httpx.get(target.status_url.rstrip("/") + path, timeout=10)
+    except httpx.HTTPError as exc:
+        raise CommandError(f"status API at {target.status_url} unreachable: {exc}") from exc
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        raise CommandError(str(message))
+    return response.json()
+
+
+def wait_for_rollout(
+    target: Target,
+    service: str,
+    *,
+    since: datetime | None = None,
+    rollout_id: str | None = None,
+    timeout: float = 300.0,
+    on_decision: Any = None,
+    poll_seconds: float = 0.2,
+) -> dict[str, Any]:
+    """Follow the rollout (by id, or the first one started after `since`) until it ends; return it."""
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        rollouts = fetch(target, f"/services/{service}/rollouts")["rollouts"]
+        current = _pick(rollouts, since, rollout_id)
+        if current is not None:
+            rollout_id = current["id"]
+            for decision in current.get("decisions", []):
+                if decision["id"] not in seen:
+                    seen.add(decision["id"])
+                    if on_decision:
+                        on_decision(current, decision)
+            if current["phase"] in TERMINAL:
+                return dict(current)
+        time.sleep(poll_seconds)
+    raise CommandError(
+        f"no rollout of {service} ended within {timeout:.0f}s (see `hekaton status {service}`)"
+    )
+
+
+def _pick(
+    rollouts: list[dict[str, Any]], since: datetime | None, rollout_id: str | None
+) -> dict[str, Any] | None:
+    if rollout_id:
+        return next((r for r in rollouts if r["id"] == rollout_id), None)
+    fresh = [
+        r for r in rollouts if since is None or datetime.fromisoformat(r["started_at"]) >= since
+    ]
+    if since is None:
+        fresh = [r for r in fresh if r["phase"] not in TERMINAL] or fresh[:1]
+    return fresh[-1] if fresh else None  # oldest of the fresh ones: the first push after `since`
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """The human status table."""
+    lines = [
+        f"service {status['service']} (namespace {status['namespace']})",
+        f"  stable:  {status['stable_revision'] or '-'}  {status.get('stable_image') or ''}".rstrip(),
+        "  traffic:",
+    ]
+    if status["traffic"]:
+        for entry in status["traffic"]:
+            lines.append(
+                f"    {entry['revision']:<32} {entry['percent']:>3}%  {entry.get('tag') or ''}".rstrip()
+            )
+    else:
+        lines.append("    (no traffic reported by the cluster)")
+    if status.get("cluster_error"):
+        lines.append(f"  cluster: {status['cluster_error']}")
+    active, last = status.get("active_rollout"), status.get("last_rollout")
+    if active:
+        lines.append(
+            f"  active:  {active['id']}  {active['phase']}  step {active['step']} of {active['steps']}  {active['image']}"
+        )
+    else:
+        lines.append("  active:  none")
+    if last:
+        lines.append(f"  last:    {last['id']}  {last['phase']}  {last['image']}")
+        lines.append(f"           {last.get('reason') or ''}")
+    return "\n".join(lines)
+
+
+def render_decision(decision: dict[str, Any]) -> str:
+    """One line per decision: time, phase change, reason."""
+    at = (decision.get("at") or "")[11:23]
+    arrow = f"{decision['phase_from'] or 'NEW'} -> {decision['phase_to']}"
+    return f"  {at}  {arrow:<28} {decision['reason']}"
+
+
+def render_history(history: list[dict[str, Any]]) -> str:
+    """Rollouts newest first, with their decisions."""
+    lines = []
+    for rollout in history:
+        lines.append(f"{rollout['id']}  {rollout['phase']}  {rollout['image']}")
+        lines.extend(render_decision(d) for d in rollout.get("decisions", []))
+    return "\n".join(lines) or "no rollouts yet"
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    name, created = register_file(resolve(), Path(args.file))
+    print(f"{'registered' if created else 'updated'} service {name}")
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    body = registry_message(args.image, delete=args.delete)
+    message_id = publish_push(resolve(), body)
+    print(f"published to topic {REGISTRY_TOPIC}: {json.dumps(body)} (message {message_id})")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = fetch(resolve(), f"/services/{args.service}")
+    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    history = fetch(resolve(), f"/services/{args.service}/rollouts")["rollouts"]
+    print(json.dumps(history, indent=2) if args.json else render_history(history))
+    return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    def show(rollout: dict[str, Any], decision: dict[str, Any]) -> None:
+        print(render_decision(decision), flush=True)
+
+    target = resolve()
+    print(f"watching {args.service} (Ctrl-C to stop)", flush=True)
+    ended = wait_for_rollout(
+        target, args.service, rollout_id=args.rollout, timeout=args.timeout, on_decision=show
+    )
+    print(f"{ended['id']} ended {ended['phase']}: {ended.get('reason') or ''}")
+    return 0 if ended["phase"] == "PROMOTED" else 1
+
+
+def _guard(fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(fn(args))
+        except (CommandError, TargetError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def register(subparsers: Any) -> None:
+    """Add the rollout commands to the `hekaton` parser."""
+    p = subparsers.add_parser("register", help="register (or update) a service from a YAML spec")
+    p.add_argument("file")
+    p.set_defaults(func=_guard(_cmd_register))
+    p = subparsers.add_parser(
+        "push", help="publish an Artifact Registry push of IMAGE[:TAG][@DIGEST] to `gcr`"
+    )
+    p.add_argument("image")
+    p.add_argument("--delete", action="store_true", help="send a DELETE of the tag instead")
+    p.set_defaults(func=_guard(_cmd_push))
+    p = subparsers.add_parser(
+        "status", help="stable revision, live traffic, active and last rollout"
+    )
+    p.add_argument("service")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_cmd_status))
+    p = subparsers.add_parser("history", help="a service's rollouts, newest first, with decisions")
+    p.add_argument("service")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_cmd_history))
+    p = subparsers.add_parser(
+        "watch", help="follow the active rollout; exit 0 on PROMOTED, 1 otherwise"
+    )
+    p.add_argument("service")
+    p.add_argument("--rollout", help="follow this rollout id instead of the active one")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.set_defaults(func=_guard(_cmd_watch))

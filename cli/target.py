@@ -1,0 +1,66 @@
+"""Where the CLI's commands point: the local stack's stack.json, or explicit settings for a real project."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TargetError(RuntimeError):
+    """The CLI cannot tell which hekaton to talk to."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Project, emulator hosts (None in GCP) and the status endpoint."""
+
+    project: str
+    status_url: str | None
+    pubsub_emulator_host: str | None = None
+    firestore_emulator_host: str | None = None
+
+    def apply_env(self) -> None:
+        """Point the Google client libraries at the emulators (no-op against a real project)."""
+        if self.pubsub_emulator_host:
+            os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_emulator_host
+        if self.firestore_emulator_host:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = self.firestore_emulator_host
+
+
+def state_dir() -> Path:
+    """The local stack's state folder (`$HEKATON_STATE_DIR`, default `<repo>/.hekaton`)."""
+    return Path(os.environ.get("HEKATON_STATE_DIR") or REPO_ROOT / ".hekaton")
+
+
+def resolve() -> Target:
+    """Use HEKATON_PROJECT/HEKATON_STATUS_URL when set, else the running local stack."""
+    project = os.environ.get("HEKATON_PROJECT")
+    if project:
+        return Target(
+            project=project,
+            status_url=os.environ.get("HEKATON_STATUS_URL"),
+            pubsub_emulator_host=os.environ.get("PUBSUB_EMULATOR_HOST"),
+            firestore_emulator_host=os.environ.get("FIRESTORE_EMULATOR_HOST"),
+        )
+    path = state_dir() / "stack.json"
+    try:
+        stack = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TargetError(
+            f"no local stack is running ({path} not found): start one with `hekaton up --detach`, "
+            "or set HEKATON_PROJECT (and HEKATON_STATUS_URL) to use a GCP project"
+        ) from None
+    except ValueError as exc:
+        raise TargetError(
+            f"{path} is corrupt ({exc}); run `hekaton down` then `hekaton up --detach`"
+        ) from exc
+    return Target(
+        project=stack["project"],
+        status_url=stack.get("status_url"),
+        pubsub_emulator_host=stack.get("pubsub_emulator_host"),
+        firestore_emulator_host=stack.get("firestore_emulator_host"),
+    )

@@ -1,0 +1,52 @@
+"""Which functions exist, their entry points and triggers: read by deploy.sh and by the local stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from events.steps import (
+    DEAD_LETTER_TOPIC,
+    REGISTRY_TOPIC,
+    ROLLBACK_TOPIC,
+    STEP_TOPICS,
+    TICK_TOPIC,
+    StepType,
+)
+
+
+@dataclass(frozen=True)
+class FunctionDef:
+    """One deployable function: `functions-framework --source <source> --target <entry_point>`."""
+
+    name: str
+    source: str  # path of the module, relative to the repository root
+    entry_point: str
+    trigger_topic: str | None = None  # None: an HTTP function
+
+    @property
+    def http(self) -> bool:
+        """True for HTTP-triggered functions."""
+        return self.trigger_topic is None
+
+
+FUNCTIONS: tuple[FunctionDef, ...] = (
+    FunctionDef("ingest", "functions/ingest.py", "ingest", REGISTRY_TOPIC),
+    FunctionDef("deploy", "functions/deploy.py", "deploy", STEP_TOPICS[StepType.DEPLOY]),
+    FunctionDef(
+        "wait-ready", "functions/wait_ready.py", "wait_ready", STEP_TOPICS[StepType.WAIT_READY]
+    ),
+    FunctionDef("validate", "functions/validate.py", "validate", STEP_TOPICS[StepType.VALIDATE]),
+    FunctionDef("shift", "functions/shift.py", "shift", STEP_TOPICS[StepType.SHIFT]),
+    FunctionDef("promote", "functions/promote.py", "promote", STEP_TOPICS[StepType.PROMOTE]),
+    FunctionDef("tick", "functions/tick.py", "tick", TICK_TOPIC),
+    FunctionDef("status", "functions/status.py", "status"),
+)
+
+# Topics that exist without a function of ours publishing to them first.
+EXTRA_TOPICS: tuple[str, ...] = (ROLLBACK_TOPIC, DEAD_LETTER_TOPIC)
+
+
+def topics() -> list[str]:
+    """Every topic hekaton uses (trigger topics plus the extras)."""
+    names = [f.trigger_topic for f in FUNCTIONS if f.trigger_topic]
+    return sorted(set(names) | set(EXTRA_TOPICS))

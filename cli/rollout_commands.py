@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ import httpx
 from cli.target import Target, TargetError, resolve
 from events.artifact_registry import split_image
 from events.errors import MalformedEvent
-from events.steps import REGISTRY_TOPIC
+from events.steps import REGISTRY_TOPIC, ROLLBACK_TOPIC
 
 TERMINAL = {"PROMOTED", "FAILED", "ROLLED_BACK", "SUPERSEDED"}
 
@@ -229,6 +230,17 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0 if ended["phase"] == "PROMOTED" else 1
 
 
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    body = {"service": args.service, "reason": args.reason, "requested_by": args.requested_by}
+    if args.to:
+        body["revision"] = args.to
+    message_id = publish(resolve(), ROLLBACK_TOPIC, body)
+    print(
+        f"rollback of {args.service} requested (message {message_id}); see `hekaton status {args.service}`"
+    )
+    return 0
+
+
 def _guard(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -268,3 +280,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--rollout", help="follow this rollout id instead of the active one")
     p.add_argument("--timeout", type=float, default=600.0)
     p.set_defaults(func=_guard(_cmd_watch))
+    p = subparsers.add_parser(
+        "rollback", help="force traffic back to the stable (or a named) revision"
+    )
+    p.add_argument("service")
+    p.add_argument("--to", help="revision name or image digest (sha256:...) to return to")
+    p.add_argument("--reason", default="rollback requested by operator")
+    p.add_argument("--requested-by", default=os.environ.get("USER") or "operator")
+    p.set_defaults(func=_guard(_cmd_rollback))

@@ -7,7 +7,7 @@ from typing import Any
 
 from events.errors import MalformedEvent
 from events.pubsub import PUBSUB_EVENT_TYPE, PubSubMessage, parse_message
-from shared import logs
+from shared import logs, metering
 from shared.deps import Deps
 from shared.errors import PermanentError, RetryableError
 from shared.model import IgnoredEvent
@@ -58,7 +58,20 @@ def handle_pubsub(
         _record(d, function, event_id, exc.reason)
         return None
     try:
-        return work(d, message)
+        with metering.invocation() as usage:
+            result = work(d, message)
+        log.info(
+            "%s handled message %s",
+            function,
+            message.message_id,
+            extra={
+                "message_id": message.message_id,
+                "rollout": getattr(result, "rollout_id", None) or getattr(result, "started", None),
+                "outcome": getattr(result, "status", None),
+                "usage": dict(usage),
+            },
+        )
+        return result
     except MalformedEvent as exc:
         _record(d, function, message.message_id, exc.reason, message.excerpt(), message.topic)
     except PermanentError as exc:

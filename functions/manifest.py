@@ -39,11 +39,12 @@ FUNCTIONS: tuple[FunctionDef, ...] = (
     FunctionDef("shift", "functions/shift.py", "shift", STEP_TOPICS[StepType.SHIFT]),
     FunctionDef("promote", "functions/promote.py", "promote", STEP_TOPICS[StepType.PROMOTE]),
     FunctionDef("tick", "functions/tick.py", "tick", TICK_TOPIC),
+    FunctionDef("rollback", "functions/rollback.py", "rollback", ROLLBACK_TOPIC),
     FunctionDef("status", "functions/status.py", "status"),
 )
 
 # Topics that exist without a function of ours publishing to them first.
-EXTRA_TOPICS: tuple[str, ...] = (ROLLBACK_TOPIC, DEAD_LETTER_TOPIC)
+EXTRA_TOPICS: tuple[str, ...] = (DEAD_LETTER_TOPIC,)
 
 
 def topics() -> list[str]:

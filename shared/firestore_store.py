@@ -7,6 +7,7 @@ from typing import Any
 from google.api_core import exceptions as google_errors
 from google.cloud import firestore
 
+from shared import metering
 from shared.errors import PreconditionFailed, RetryableError
 from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
 from shared.store import MUST_NOT_EXIST, Change, Versioned
@@ -173,6 +174,11 @@ class FirestoreStore:
     @staticmethod
     def _call(fn: Any) -> Any:
         try:
-            return fn()
+            result = fn()
         except _TRANSIENT as exc:
             raise RetryableError(f"Firestore read failed transiently: {exc.message}") from exc
+        # Firestore bills a query that returns nothing as one read.
+        metering.count(
+            metering.FIRESTORE_READS, max(1, len(result)) if isinstance(result, list) else 1
+        )
+        return result

@@ -9,6 +9,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from shared import metering
 from shared.errors import PermanentError, RetryableError
 from shared.serving import RevisionHealth, RevisionTemplate, ServiceView, TrafficTarget
 
@@ -120,6 +121,7 @@ class KnativeServing:
 
     @staticmethod
     def _call(what: str, fn: Any, *, missing_ok: bool = False, allow_conflict: bool = False) -> Any:
+        metering.count(metering.KUBE_CALLS)
         try:
             return fn()
         except ApiException as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from events.steps import StepEvent
+from shared import metering
 
 
 class Publisher(Protocol):
@@ -39,6 +40,7 @@ class PubSubPublisher:
 
     def publish_raw(self, topic: str, data: bytes, attributes: dict[str, str] | None = None) -> str:
         """Publish bytes to a topic of this project and wait for the ack."""
+        metering.count(metering.MESSAGES_PUBLISHED)
         future = self._client.publish(
             self._client.topic_path(self._project, topic), data, **(attributes or {})
         )

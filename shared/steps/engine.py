@@ -12,7 +12,8 @@ from shared.deps import Deps
 from shared.errors import PreconditionFailed, RetryableError
 from shared.logs import get_logger
 from shared.model import Decision, Rollout, ServiceRecord
-from shared.phases import Outcome, Phase, next_phase
+from shared.phases import Outcome, next_phase
+from shared.serving import STABLE_TAG, TrafficTarget
 from shared.steps.traffic import desired_traffic
 from shared.store import Change, Versioned
 
@@ -198,12 +199,7 @@ def reconcile_traffic(deps: Deps, service_name: str) -> None:
     if active is not None and active.value.active:
         apply_traffic(deps, active.value)
         return
-    last = deps.store.list_rollouts(service_name, limit=1)
-    if last and last[0].phase is Phase.PROMOTED:
-        apply_traffic(deps, last[0])
-    elif service.value.stable_revision:
-        from shared.serving import STABLE_TAG, TrafficTarget
-
+    if service.value.stable_revision:
         deps.serving.set_traffic(
             service.value.namespace,
             service_name,

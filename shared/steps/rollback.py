@@ -1,0 +1,151 @@
+"""Rollback on demand (topic `hekaton-rollback`): traffic returns to the stable or named revision, the rollout ends."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from events.errors import MalformedEvent
+from events.operator import RollbackRequest, parse_rollback_request
+from events.pubsub import PubSubMessage
+from shared.deps import Deps
+from shared.errors import PreconditionFailed, RetryableError
+from shared.model import Decision, Rollout
+from shared.phases import Outcome, Phase
+from shared.serving import STABLE_TAG, TrafficTarget
+from shared.steps.engine import MAX_ATTEMPTS, end_service_pointer, transition
+from shared.steps.ingest import revision_name
+from shared.store import MUST_NOT_EXIST, Change
+
+SOURCE = "rollback"
+
+
+@dataclass
+class RollbackReport:
+    """What a rollback request did."""
+
+    rollout_id: str
+    target_revision: str
+    ended_active: bool
+
+
+def _target_revision(
+    deps: Deps, request: RollbackRequest, stable: str | None, previous: str | None
+) -> str:
+    if request.revision:
+        if request.revision.startswith("sha256:"):
+            return revision_name(request.service, request.revision)
+        return request.revision
+    if stable:
+        return stable
+    if previous:
+        return previous
+    raise MalformedEvent(
+        f"service {request.service} has no stable revision to roll back to; name one with 'revision'"
+    )
+
+
+def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackReport:
+    """Apply one operator rollback request."""
+    request = parse_rollback_request(message.data)
+    for _attempt in range(MAX_ATTEMPTS):
+        now = deps.clock.now()
+        service = deps.store.get_service(request.service)
+        if service is None:
+            raise MalformedEvent(f"rollback names unknown service {request.service!r}")
+        record = service.value
+        active = (
+            deps.store.get_rollout(record.active_rollout_id) if record.active_rollout_id else None
+        )
+        active_rollout = active.value if active is not None and active.value.active else None
+        # With nothing in flight, "roll back" means: back to the revision that was stable before the current one.
+        history = (
+            deps.store.list_rollouts(request.service, limit=10) if active_rollout is None else []
+        )
+        last_promoted = next((r for r in history if r.phase is Phase.PROMOTED), None)
+        default_stable = (
+            record.stable_revision
+            if active_rollout
+            else (last_promoted.stable_revision if last_promoted else None)
+        )
+        target = _target_revision(deps, request, default_stable, record.stable_revision)
+        if not deps.serving.revision_exists(record.namespace, target):
+            raise MalformedEvent(
+                f"rollback target revision {target!r} does not exist in namespace {record.namespace}"
+            )
+        reason = f"{request.reason} (requested by {request.requested_by or 'operator'}; message {message.message_id}): traffic to {target}"
+        deps.serving.set_traffic(
+            record.namespace, request.service, [TrafficTarget(target, 100, STABLE_TAG)]
+        )
+        change = Change()
+        if active_rollout is not None and active is not None:
+            ended, decision = transition(
+                active_rollout,
+                Outcome.ROLLBACK_REQUESTED,
+                now=now,
+                reason=reason,
+                cause=message.message_id,
+                values={
+                    "target_revision": target,
+                    "traffic_percent_before": active_rollout.traffic_percent,
+                },
+                traffic_percent=0,
+                stable_revision=target,
+            )
+            change.rollouts.append((ended, active.version))
+            change.decisions.append((ended.id, decision))
+            rid = ended.id
+        else:
+            rid = f"{request.service}-rollback-{hashlib.sha256(message.message_id.encode()).hexdigest()[:8]}"
+            if deps.store.get_rollout(rid) is not None:
+                return RollbackReport(rid, target, ended_active=False)  # a redelivered request
+            record_rollout = Rollout(
+                id=rid,
+                service=request.service,
+                namespace=record.namespace,
+                image="",
+                digest="",
+                revision=target,
+                phase=Phase.ROLLED_BACK,
+                created_at=now,
+                updated_at=now,
+                ended_at=now,
+                reason=reason,
+                stable_revision=record.stable_revision,
+                cause=message.message_id,
+                seq=1,
+                traffic_percent=100,
+            )
+            change.rollouts.append((record_rollout, MUST_NOT_EXIST))
+            change.decisions.append(
+                (
+                    rid,
+                    Decision(
+                        id=f"0001-{Outcome.ROLLBACK_REQUESTED.value}",
+                        seq=1,
+                        at=now,
+                        phase_from="",
+                        phase_to=Phase.ROLLED_BACK.value,
+                        outcome=Outcome.ROLLBACK_REQUESTED.value,
+                        reason=reason,
+                        values={
+                            "target_revision": target,
+                            "previous_stable_revision": record.stable_revision,
+                        },
+                        message_id=message.message_id,
+                    ),
+                )
+            )
+        updated = end_service_pointer(service, active_rollout, now) if active_rollout else None
+        updated = (updated or record).evolve(stable_revision=target, updated_at=now)
+        if target != record.stable_revision:
+            updated = updated.evolve(stable_image=None, stable_digest=None)
+        change.services.append((updated, service.version))
+        try:
+            deps.store.commit(change)
+        except PreconditionFailed:
+            continue
+        return RollbackReport(rid, target, ended_active=active_rollout is not None)
+    raise RetryableError(
+        f"rollback of {request.service}: still contended after {MAX_ATTEMPTS} attempts; will retry"
+    )

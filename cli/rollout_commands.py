@@ -68,16 +68,20 @@ def registry_message(image: str, *, delete: bool = False) -> dict[str, str]:
 
 def publish_push(target: Target, body: dict[str, str] | bytes) -> str:
     """Publish an Artifact Registry-shaped message to the `gcr` topic; returns the message id."""
+    return publish(target, REGISTRY_TOPIC, body)
+
+
+def publish(
+    target: Target, topic: str, body: dict[str, str | None] | dict[str, str] | bytes
+) -> str:
+    """Publish a JSON body (or raw bytes) to one of hekaton's topics; returns the message id."""
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
     target.apply_env()
     publisher = pubsub_v1.PublisherClient()
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return str(
-        publisher.publish(publisher.topic_path(target.project, REGISTRY_TOPIC), data).result(
-            timeout=30
-        )
-    )
+    future = publisher.publish(publisher.topic_path(target.project, topic), data)
+    return str(future.result(timeout=30))
 
 
 def fetch(target: Target, path: str) -> Any:

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Deploy hekaton.
 #   ./deploy.sh local                                  bring the local stack up (same as `bin/dev up --detach`)
-#   ./deploy.sh gcp --project P --region R [--dry-run] deploy to a GCP project (topics with dead-lettering,
+#   ./deploy.sh gcp --project P --region R --cluster C --cluster-location L [--ingress-url URL] [--dry-run]
+#                                                      deploy to a GCP project (topics with dead-lettering,
 #                                                      one Cloud Function per step, scheduler tick, IAM,
 #                                                      Firestore index); --dry-run prints every command.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 [[ $# -ge 1 ]] || usage
 MODE="$1"; shift
@@ -17,19 +18,29 @@ case "$MODE" in
   *) usage ;;
 esac
 
-PROJECT="" REGION="" DRY_RUN=0 RUNTIME="python311" SA_NAME="hekaton"
+PROJECT="" REGION="" INGRESS_URL="" CLUSTER="" CLUSTER_LOCATION="" DRY_RUN=0 RUNTIME="python311" SA_NAME="hekaton"
 TICK_SCHEDULE="* * * * *" MAX_DELIVERY_ATTEMPTS=5
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --project) PROJECT="$2"; shift 2 ;;
     --region) REGION="$2"; shift 2 ;;
+    --cluster) CLUSTER="$2"; shift 2 ;;
+    --ingress-url) INGRESS_URL="$2"; shift 2 ;;
+    --cluster-location) CLUSTER_LOCATION="$2"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     *) echo "deploy.sh: unknown option $1" >&2; usage ;;
   esac
 done
 [[ -n "$PROJECT" ]] || { echo "deploy.sh: --project is required" >&2; exit 2; }
 [[ -n "$REGION" ]] || { echo "deploy.sh: --region is required" >&2; exit 2; }
+[[ -n "$CLUSTER" && -n "$CLUSTER_LOCATION" ]] || { echo "deploy.sh: --cluster and --cluster-location (the GKE cluster running Knative) are required" >&2; exit 2; }
 SA="${SA_NAME}@${PROJECT}.iam.gserviceaccount.com"
+if [[ $DRY_RUN -eq 1 ]]; then
+  KUBE_SERVER="https://<endpoint of $CLUSTER>" KUBE_CA="<cluster CA>"
+else
+  KUBE_SERVER="https://$(gcloud container clusters describe "$CLUSTER" --project "$PROJECT" --location "$CLUSTER_LOCATION" --format 'value(endpoint)')"
+  KUBE_CA="$(gcloud container clusters describe "$CLUSTER" --project "$PROJECT" --location "$CLUSTER_LOCATION" --format 'value(masterAuth.clusterCaCertificate)')"
+fi
 
 run() {
   if [[ $DRY_RUN -eq 1 ]]; then printf '%q ' "$@"; printf '\n'; else "$@"; fi
@@ -90,7 +101,7 @@ while IFS=$'\t' read -r kind name source entry topic; do
   printf 'from functions.%s import %s  # noqa: F401\n' "$module" "$entry" > "$dir/main.py"
   common=(gcloud functions deploy "hekaton-$name" --gen2 --project "$PROJECT" --region "$REGION"
     --runtime "$RUNTIME" --source "$dir" --entry-point "$entry" --service-account "$SA"
-    --set-env-vars "HEKATON_PROJECT=$PROJECT,HEKATON_LOG_FORMAT=json" --memory 256Mi --timeout 120s)
+    --set-env-vars "HEKATON_PROJECT=$PROJECT,HEKATON_LOG_FORMAT=json,HEKATON_KUBE_SERVER=$KUBE_SERVER,HEKATON_KUBE_CA_DATA=$KUBE_CA${INGRESS_URL:+,HEKATON_INGRESS_URL=$INGRESS_URL}" --memory 256Mi --timeout 120s)
   if [[ "$topic" == "-" ]]; then
     run "${common[@]}" --trigger-http --no-allow-unauthenticated
   else

@@ -53,7 +53,7 @@ class Deps:
         """Knative Serving through the Kubernetes API."""
         from shared.knative import KnativeServing, api_client
 
-        return KnativeServing(api_client(self.settings.kube_server))
+        return KnativeServing(api_client(self.settings.kube_server, self.settings.kube_ca_data))
 
     @cached_property
     def publisher(self) -> Publisher:

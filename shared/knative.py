@@ -20,17 +20,47 @@ MERGE_PATCH = "application/merge-patch+json"
 _FAILURE_CONDITIONS = ("ContainerHealthy", "ResourcesAvailable", "Ready")
 
 
-def api_client(kube_server: str | None) -> k8s.ApiClient:
-    """A Kubernetes API client: the given URL, else in-cluster credentials, else the kubeconfig."""
+def api_client(kube_server: str | None, ca_data: str | None = None) -> k8s.ApiClient:
+    """A Kubernetes API client.
+
+    Plain http URL: the local cluster. https URL: a GKE endpoint, authenticated with the function's own
+    Google credentials (GKE accepts OAuth access tokens) and verified against `ca_data` (base64 PEM).
+    No URL: in-cluster credentials, else the kubeconfig.
+    """
     if kube_server:
         configuration = k8s.Configuration()
         configuration.host = kube_server
+        if kube_server.startswith("https://"):
+            _use_google_credentials(configuration, ca_data)
         return k8s.ApiClient(configuration)
     try:
         k8s_config.load_incluster_config()
     except k8s_config.ConfigException:
         k8s_config.load_kube_config()
     return k8s.ApiClient()
+
+
+def _use_google_credentials(configuration: k8s.Configuration, ca_data: str | None) -> None:
+    import base64
+    import tempfile
+
+    import google.auth
+    import google.auth.transport.requests
+
+    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+
+    def refresh(config: k8s.Configuration) -> None:
+        # Tokens last an hour; refresh before each request batch when stale.
+        if not credentials.valid:
+            credentials.refresh(google.auth.transport.requests.Request())
+        config.api_key = {"authorization": f"Bearer {credentials.token}"}
+
+    configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
+    refresh(configuration)
+    if ca_data:
+        with tempfile.NamedTemporaryFile("wb", suffix=".crt", delete=False) as handle:
+            handle.write(base64.b64decode(ca_data))
+        configuration.ssl_ca_cert = handle.name
 
 
 class KnativeServing:

@@ -18,6 +18,8 @@ class Settings(BaseModel):
     project: str = Field(min_length=1)
     # None: use the in-cluster service account or the default kubeconfig (GKE).
     kube_server: str | None = None
+    # Base64 PEM of the cluster CA for an https kube_server (GKE: masterAuth.clusterCaCertificate).
+    kube_ca_data: str | None = None
     # When set, requests to revision URLs (e.g. http://candidate-iris.models.example.com) are sent to
     # this address with the URL's host in the Host header: the local gateway, or an internal LB in GCP.
     ingress_url: str | None = None
@@ -39,6 +41,7 @@ class Settings(BaseModel):
         }
         optional = {
             "kube_server": "HEKATON_KUBE_SERVER",
+            "kube_ca_data": "HEKATON_KUBE_CA_DATA",
             "ingress_url": "HEKATON_INGRESS_URL",
             "ready_poll_seconds": "HEKATON_READY_POLL_SECONDS",
             "lost_event_grace_seconds": "HEKATON_LOST_EVENT_GRACE_SECONDS",

@@ -43,13 +43,13 @@ class FirestoreStore:
         snap = self._call(self._db.collection(SERVICES).document(name).get)
         if not snap.exists:
             return None
-        return Versioned(ServiceRecord.from_document(snap.to_dict() or {}), snap.update_time)
+        return Versioned(ServiceRecord.from_document(_fields(snap)), snap.update_time)
 
     def list_services(self) -> list[ServiceRecord]:
         """Every registered service, by name."""
         snaps = self._call(lambda: list(self._db.collection(SERVICES).stream()))
         return sorted(
-            (ServiceRecord.from_document(s.to_dict() or {}) for s in snaps), key=lambda s: s.name
+            (ServiceRecord.from_document(_fields(s)) for s in snaps), key=lambda s: s.name
         )
 
     def services_for_repository(self, repository: str) -> list[Versioned[ServiceRecord]]:
@@ -58,9 +58,7 @@ class FirestoreStore:
             filter=firestore.FieldFilter("spec.image", "==", repository)
         )
         snaps = self._call(lambda: list(query.stream()))
-        return [
-            Versioned(ServiceRecord.from_document(s.to_dict() or {}), s.update_time) for s in snaps
-        ]
+        return [Versioned(ServiceRecord.from_document(_fields(s)), s.update_time) for s in snaps]
 
     def put_service(self, record: ServiceRecord, expected: object | None) -> None:
         """Create (expected=MUST_NOT_EXIST) or update (expected=version) one service."""
@@ -72,7 +70,7 @@ class FirestoreStore:
         snap = self._call(self._db.collection(ROLLOUTS).document(rollout_id).get)
         if not snap.exists:
             return None
-        return Versioned(Rollout.from_document(snap.to_dict() or {}), snap.update_time)
+        return Versioned(Rollout.from_document(_fields(snap)), snap.update_time)
 
     def list_rollouts(self, service: str, limit: int = 20) -> list[Rollout]:
         """A service's rollouts, newest first (composite index: service ASC, created_at DESC)."""
@@ -82,10 +80,7 @@ class FirestoreStore:
             .order_by("created_at", direction=firestore.Query.DESCENDING)
             .limit(limit)
         )
-        return [
-            Rollout.from_document(s.to_dict() or {})
-            for s in self._call(lambda: list(query.stream()))
-        ]
+        return [Rollout.from_document(_fields(s)) for s in self._call(lambda: list(query.stream()))]
 
     def active_rollouts(self) -> list[Versioned[Rollout]]:
         """Every rollout not yet in a terminal phase."""
@@ -93,7 +88,7 @@ class FirestoreStore:
             filter=firestore.FieldFilter("active", "==", True)
         )
         return [
-            Versioned(Rollout.from_document(s.to_dict() or {}), s.update_time)
+            Versioned(Rollout.from_document(_fields(s)), s.update_time)
             for s in self._call(lambda: list(query.stream()))
         ]
 
@@ -103,8 +98,7 @@ class FirestoreStore:
             self._db.collection(ROLLOUTS).document(rollout_id).collection(DECISIONS).order_by("seq")
         )
         return [
-            Decision.from_document(s.to_dict() or {})
-            for s in self._call(lambda: list(query.stream()))
+            Decision.from_document(_fields(s)) for s in self._call(lambda: list(query.stream()))
         ]
 
     # writes -------------------------------------------------------------------------------
@@ -134,7 +128,7 @@ class FirestoreStore:
                 .collection(DECISIONS)
                 .document(decision.id)
             )
-            batch.set(ref, decision.to_document())
+            batch.set(ref, to_firestore(decision.to_document()))
         try:
             batch.commit()
         except (
@@ -149,7 +143,11 @@ class FirestoreStore:
     def record_ignored(self, event: IgnoredEvent) -> None:
         """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""
         doc_id = f"{event.function}-{event.message_id}"[:1500].replace("/", "_")
-        self._call(lambda: self._db.collection(IGNORED).document(doc_id).set(event.to_document()))
+        self._call(
+            lambda: (
+                self._db.collection(IGNORED).document(doc_id).set(to_firestore(event.to_document()))
+            )
+        )
 
     def list_ignored(self, limit: int = 50) -> list[IgnoredEvent]:
         """Recently ignored messages, newest first."""
@@ -158,12 +156,11 @@ class FirestoreStore:
             .order_by("at", direction=firestore.Query.DESCENDING)
             .limit(limit)
         )
-        return [
-            IgnoredEvent(**(s.to_dict() or {})) for s in self._call(lambda: list(query.stream()))
-        ]
+        return [IgnoredEvent(**(_fields(s))) for s in self._call(lambda: list(query.stream()))]
 
     # helpers ------------------------------------------------------------------------------
     def _write(self, batch: Any, ref: Any, data: dict[str, Any], expected: object | None) -> None:
+        data = to_firestore(data)
         if expected == MUST_NOT_EXIST:
             batch.create(ref, data)
         elif expected is None:
@@ -182,3 +179,40 @@ class FirestoreStore:
             metering.FIRESTORE_READS, max(1, len(result)) if isinstance(result, list) else 1
         )
         return result
+
+
+# Firestore refuses an array directly inside an array ("Cannot convert an array value in an array
+# value"), yet smoke request bodies and expected responses are often exactly that (a batch of feature
+# rows). Inner arrays are stored wrapped in a one-key map and unwrapped on read.
+_INNER_ARRAY = "_hekaton_inner_array"  # names like __x__ are reserved by Firestore
+
+
+def to_firestore(value: Any) -> Any:
+    """A value Firestore can store: every array nested in an array becomes `{_INNER_ARRAY: [...]}`."""
+    if isinstance(value, dict):
+        return {key: to_firestore(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [
+            {_INNER_ARRAY: to_firestore(item)}
+            if isinstance(item, list | tuple)
+            else to_firestore(item)
+            for item in value
+        ]
+    return value
+
+
+def from_firestore(value: Any) -> Any:
+    """Undo to_firestore."""
+    if isinstance(value, dict):
+        if set(value) == {_INNER_ARRAY}:
+            return from_firestore(value[_INNER_ARRAY])
+        return {key: from_firestore(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [from_firestore(item) for item in value]
+    return value
+
+
+def _fields(snapshot: Any) -> dict[str, Any]:
+    """A document snapshot's fields, decoded."""
+    fields: dict[str, Any] = from_firestore(snapshot.to_dict() or {})
+    return fields

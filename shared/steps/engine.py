@@ -12,7 +12,7 @@ from shared.deps import Deps
 from shared.errors import PreconditionFailed, RetryableError
 from shared.logs import get_logger
 from shared.model import Decision, Rollout, ServiceRecord
-from shared.phases import Outcome, next_phase
+from shared.phases import Outcome, Phase, next_phase
 from shared.serving import STABLE_TAG, TrafficTarget
 from shared.steps.traffic import desired_traffic
 from shared.store import Change, Versioned
@@ -196,7 +196,9 @@ def reconcile_traffic(deps: Deps, service_name: str) -> None:
         return
     active_id = service.value.active_rollout_id
     active = deps.store.get_rollout(active_id) if active_id else None
-    if active is not None and active.value.active:
+    # A DEPLOYING rollout's revision may not exist yet: naming it would break the Route, so until its
+    # deploy step creates it (and sets traffic itself) the stable revision alone is what it wants.
+    if active is not None and active.value.active and active.value.phase is not Phase.DEPLOYING:
         apply_traffic(deps, active.value)
         return
     if service.value.stable_revision:

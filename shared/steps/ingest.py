@@ -137,7 +137,7 @@ def _start(
         active = (
             deps.store.get_rollout(record.active_rollout_id) if record.active_rollout_id else None
         )
-        newer_exists = False
+        newer: Rollout | None = None
         if active is not None and active.value.active:
             if active.value.digest == digest:
                 _ignore(
@@ -149,7 +149,7 @@ def _start(
                 )
                 return
             if _pushed_at(active.value) > pushed_at:
-                newer_exists = True
+                newer = active.value
             else:
                 superseded, decision = transition(
                     active.value,
@@ -161,16 +161,17 @@ def _start(
                 )
                 change.rollouts.append((superseded, active.version))
                 change.decisions.append((superseded.id, decision))
+        else:
+            # A delayed notification must not replace an image pushed after it that already finished.
+            newer = _newer_push(deps, spec.name, pushed_at)
         rollout = _new_rollout(rid, spec, record, event, message, now, pushed_at)
-        if newer_exists:
+        if newer is not None:
             rollout = rollout.evolve(
                 phase=Phase.SUPERSEDED,
                 due_at=None,
                 emitted_at=None,
                 ended_at=now,
-                reason=f"a newer image was already rolling out ({active.value.id})"
-                if active
-                else "newer image exists",
+                reason=f"a newer image {newer.image_ref} was already pushed (rollout {newer.id})",
             )
         else:
             rollout = rollout.evolve(emitted_at=now)
@@ -194,6 +195,13 @@ def _start(
 
 def _pushed_at(rollout: Rollout) -> datetime:
     return rollout.pushed_at or rollout.created_at
+
+
+def _newer_push(deps: Deps, service: str, pushed_at: datetime) -> Rollout | None:
+    """A recent rollout of the service whose image was pushed after `pushed_at`, if any."""
+    recent = deps.store.list_rollouts(service, limit=10)
+    # Operator rollbacks are recorded as rollouts without an image; only pushes count here.
+    return next((r for r in recent if r.digest and _pushed_at(r) > pushed_at), None)
 
 
 def _new_rollout(

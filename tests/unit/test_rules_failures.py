@@ -1,0 +1,173 @@
+"""Failing candidates: validation, revision failures, the readiness deadline, and refused deploys."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.errors import PermanentError, RetryableError
+from shared.phases import Phase
+from shared.serving import RevisionHealth
+from tests.fakes import FakeResponse, Pipeline, World, digest_of
+
+DEADLINE = 60.0
+POLL = 2.0
+
+
+def v2_stable(**options: Any) -> tuple[World, Pipeline]:
+    """v1 then v2 promoted: v2 is the stable revision the failures must leave alone."""
+    world = World.create(ready_poll_seconds=POLL, **options)
+    world.register(readiness_deadline_seconds=DEADLINE)
+    pipeline = world.pipeline()
+    for tag in ("v1", "v2"):
+        world.push(pipeline, tag)
+        pipeline.run()
+        world.clock.advance(30)
+    assert world.traffic() == {world.revision("v2"): 100}
+    return world, pipeline
+
+
+def assert_stable_untouched(world: World, failed_tag: str) -> None:
+    """Traffic and the service record still say v2; the failed candidate holds nothing."""
+    assert world.traffic() == {world.revision("v2"): 100}
+    service = world.store.get_service("iris")
+    assert service is not None
+    assert service.value.stable_revision == world.revision("v2")
+    assert service.value.active_rollout_id is None
+    rollout = world.only_rollout(digest_of(failed_tag))
+    assert (rollout.traffic_percent, rollout.due_at) == (0, None)
+    assert rollout.ended_at is not None and not rollout.active
+    assert not world.serving.missing_revision_writes
+
+
+def test_validation_failure_fails_with_the_reason_and_keeps_traffic_on_stable() -> None:
+    """v3 answers wrongly: FAILED, the reason names the check and field, raw values are logged."""
+    world, pipeline = v2_stable()
+    answer = {"ok": False, "label": "?"}
+    world.serving.respond(world.revision("v3"), FakeResponse(200, answer))
+    world.push(pipeline, "v3")
+    pipeline.run()
+
+    v3 = world.only_rollout(digest_of("v3"))
+    assert v3.phase is Phase.FAILED
+    assert v3.reason == "validation failed: predict-setosa: $.ok: expected true, got false"
+    failed = world.store.decisions(v3.id)[-1]
+    assert (failed.outcome, failed.phase_from, failed.phase_to) == (
+        "validation_failed",
+        "VALIDATING",
+        "FAILED",
+    )
+    check = failed.values["checks"][0]
+    assert (check["status"], check["passed"], check["bytes"]) == (
+        200,
+        False,
+        len(json.dumps(answer)),
+    )
+    assert failed.values["url"] == "http://candidate-iris.models.example.com"
+    assert failed.thresholds["predict-setosa"]["json"] == {"ok": True}
+    assert failed.message_id == "push-v3"
+    assert_stable_untouched(world, "v3")
+    # v3 never held user traffic at any moment.
+    for write in world.serving.traffic_writes:
+        assert all(t.percent == 0 for t in write.traffic if t.revision == world.revision("v3"))
+
+
+def test_validation_failure_on_a_server_error() -> None:
+    """A 500 from the candidate is a failed check with the status in the reason."""
+    world, pipeline = v2_stable()
+    world.serving.respond(world.revision("v3"), FakeResponse(500, {"error": "boom"}))
+    world.push(pipeline, "v3")
+    pipeline.run()
+    v3 = world.only_rollout(digest_of("v3"))
+    assert v3.phase is Phase.FAILED and v3.reason is not None
+    assert "status 500, expected 200" in v3.reason
+    assert_stable_untouched(world, "v3")
+
+
+def test_revision_failure_fails_with_the_knative_reason() -> None:
+    """v4's container exits: FAILED with Knative's ExitCode reason and message."""
+    world, pipeline = v2_stable()
+    world.serving.fail_image(
+        digest_of("v4"),
+        RevisionHealth(
+            exists=True,
+            ready=False,
+            reason="ExitCode1",
+            message="Container failed with: ModuleNotFoundError: No module named 'sklearn'",
+        ),
+    )
+    world.push(pipeline, "v4")
+    pipeline.run()
+    v4 = world.only_rollout(digest_of("v4"))
+    assert v4.phase is Phase.FAILED
+    assert v4.reason == (
+        f"revision {world.revision('v4')} failed: ExitCode1: "
+        "Container failed with: ModuleNotFoundError: No module named 'sklearn'"
+    )
+    last = world.store.decisions(v4.id)[-1]
+    assert (last.outcome, last.values["reason"]) == ("revision_failed", "ExitCode1")
+    assert_stable_untouched(world, "v4")
+
+
+def test_readiness_deadline_fails_without_holding_an_instance() -> None:
+    """A revision that never gets Ready fails at the deadline; it was polled by ticks, not waited on."""
+    world, pipeline = v2_stable()
+    world.serving.startup_seconds = 10_000
+    world.push(pipeline, "v5")
+    started = world.clock.now()
+    pipeline.run()
+    v5 = world.only_rollout(digest_of("v5"))
+    assert v5.phase is Phase.FAILED and v5.reason is not None
+    assert "not Ready by the readiness deadline" in v5.reason
+    waited = (world.clock.now() - started).total_seconds()
+    assert DEADLINE <= waited <= DEADLINE + POLL + pipeline.tick_seconds
+    checks = [a for a in world.serving.calls_of("revision_health") if a[1] == world.revision("v5")]
+    assert DEADLINE / POLL <= len(checks) <= DEADLINE / POLL + 2  # one short check per poll period
+    last = world.store.decisions(v5.id)[-1]
+    assert last.outcome == "ready_deadline_exceeded" and "ready_deadline_at" in last.thresholds
+    assert_stable_untouched(world, "v5")
+
+
+def test_a_refused_deploy_fails_the_rollout() -> None:
+    """The cluster refuses the Service patch for good: FAILED with the API's message, stable kept."""
+    world, pipeline = v2_stable()
+    world.serving.fail_next("deploy", PermanentError("admission webhook denied: bad annotation"))
+    world.push(pipeline, "v6")
+    pipeline.run()
+    v6 = world.only_rollout(digest_of("v6"))
+    assert (v6.phase, v6.reason) == (Phase.FAILED, "admission webhook denied: bad annotation")
+    assert world.store.decisions(v6.id)[-1].outcome == "deploy_failed"
+    assert_stable_untouched(world, "v6")
+
+
+def test_a_transient_cluster_error_is_retried_until_it_works() -> None:
+    """A retryable API error nacks the message; redelivery completes the rollout."""
+    world, pipeline = v2_stable()
+    outage = RetryableError("Kubernetes API unreachable")
+    world.serving.fail_next("deploy", outage, times=3)
+    world.push(pipeline, "v7")
+    pipeline.run()
+    assert pipeline.errors() == [outage] * 3
+    assert world.only_rollout(digest_of("v7")).phase is Phase.PROMOTED
+    assert world.traffic() == {world.revision("v7"): 100}
+
+
+def test_a_failed_first_deploy_has_nothing_to_return_to() -> None:
+    """With no stable revision the failed candidate keeps the only route; no stable is recorded."""
+    world = World.create()
+    world.register()
+    pipeline = world.pipeline()
+    world.serving.respond(world.revision("v1"), FakeResponse(503, {"ok": False}))
+    world.push(pipeline, "v1")
+    pipeline.run()
+    v1 = world.only_rollout(digest_of("v1"))
+    assert v1.phase is Phase.FAILED
+    service = world.store.get_service("iris")
+    assert service is not None and service.value.stable_revision is None
+    assert service.value.active_rollout_id is None
+    # The next good push then deploys as a first deploy again and becomes stable.
+    world.clock.advance(30)
+    world.push(pipeline, "v2")
+    pipeline.run()
+    assert world.only_rollout(digest_of("v2")).phase is Phase.PROMOTED
+    assert world.traffic() == {world.revision("v2"): 100}

@@ -1,0 +1,87 @@
+"""Typed settings from the environment: defaults, overrides, and errors naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import PermanentError
+from shared.settings import Settings
+
+
+def test_defaults_need_only_a_project() -> None:
+    """A project is enough; the rest has production defaults."""
+    settings = Settings.from_env({"GOOGLE_CLOUD_PROJECT": "acme"})
+    assert settings.project == "acme"
+    assert settings.kube_server is None and settings.ingress_url is None
+    assert settings.lost_event_grace_seconds == 60.0
+    assert settings.log_format == "json"
+
+
+def test_every_variable_is_read() -> None:
+    """Each HEKATON_* variable lands in its field, converted to its type; HEKATON_PROJECT wins."""
+    settings = Settings.from_env(
+        {
+            "GOOGLE_CLOUD_PROJECT": "ignored",
+            "HEKATON_PROJECT": "local",
+            "HEKATON_KUBE_SERVER": "http://127.0.0.1:6443",
+            "HEKATON_KUBE_CA_DATA": "LS0tLS1CRUdJTg==",
+            "HEKATON_INGRESS_URL": "http://127.0.0.1:8080",
+            "HEKATON_READY_POLL_SECONDS": "0.5",
+            "HEKATON_LOST_EVENT_GRACE_SECONDS": "3",
+            "HEKATON_PUBLISH_MAX_LATENCY_SECONDS": "0",
+            "HEKATON_HTTP_TIMEOUT_SECONDS": "2.5",
+            "HEKATON_LOG_FORMAT": "text",
+        }
+    )
+    assert settings == Settings(
+        project="local",
+        kube_server="http://127.0.0.1:6443",
+        kube_ca_data="LS0tLS1CRUdJTg==",
+        ingress_url="http://127.0.0.1:8080",
+        ready_poll_seconds=0.5,
+        lost_event_grace_seconds=3,
+        publish_max_latency_seconds=0,
+        http_timeout_seconds=2.5,
+        log_format="text",
+    )
+    # Every field was set from its variable (a new field without a variable would keep its default).
+    defaults = Settings(project="default")
+    assert [f for f in Settings.model_fields if getattr(settings, f) == getattr(defaults, f)] == []
+
+
+def test_empty_variables_mean_default() -> None:
+    """An exported-but-empty variable does not override the default."""
+    settings = Settings.from_env({"HEKATON_PROJECT": "p", "HEKATON_READY_POLL_SECONDS": ""})
+    assert settings.ready_poll_seconds == 2.0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("HEKATON_READY_POLL_SECONDS", "soon", "valid number"),
+        ("HEKATON_READY_POLL_SECONDS", "0", "greater than 0"),
+        ("HEKATON_LOST_EVENT_GRACE_SECONDS", "-5", "greater than 0"),
+        ("HEKATON_HTTP_TIMEOUT_SECONDS", "ten", "valid number"),
+        ("HEKATON_PUBLISH_MAX_LATENCY_SECONDS", "-1", "greater than or equal to 0"),
+        ("HEKATON_LOG_FORMAT", "xml", "match pattern"),
+    ],
+)
+def test_bad_value_names_the_variable(variable: str, value: str, problem: str) -> None:
+    """A bad value is a permanent error naming the environment variable, not the field."""
+    with pytest.raises(PermanentError) as caught:
+        Settings.from_env({"HEKATON_PROJECT": "p", variable: value})
+    message = str(caught.value)
+    assert f"{variable}: " in message and problem in message
+
+
+def test_missing_project_names_both_variables() -> None:
+    """Without a project the error says which variables could provide it."""
+    with pytest.raises(PermanentError, match="HEKATON_PROJECT or GOOGLE_CLOUD_PROJECT"):
+        Settings.from_env({})
+
+
+def test_settings_are_frozen() -> None:
+    """Settings are loaded once and never changed by a handler."""
+    settings = Settings(project="p")
+    with pytest.raises(ValueError, match="frozen"):
+        setattr(settings, "project", "q")  # noqa: B010 (the assignment itself is under test)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from events.errors import MalformedEvent
 from events.pubsub import PubSubMessage
 from events.steps import StepType, parse_step_event
 from functions._runtime import handle_pubsub
@@ -19,7 +20,10 @@ def step_function(
 
     def work(d: Deps, message: PubSubMessage) -> StepReport:
         event = parse_step_event(message.data, expected=step)
-        return run_step(d, event, act, source=name)
+        report = run_step(d, event, act, source=name)
+        if report.status == "unknown-rollout":
+            raise MalformedEvent(f"step event names unknown rollout {event.rollout_id!r}")
+        return report
 
     result: StepReport | None = handle_pubsub(cloud_event, name, work, dependencies=dependencies)
     return result

@@ -8,7 +8,7 @@ from google.api_core import exceptions as google_errors
 from google.cloud import firestore
 
 from shared import metering
-from shared.errors import PreconditionFailed, RetryableError
+from shared.errors import PermanentError, PreconditionFailed, RetryableError
 from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
 from shared.store import MUST_NOT_EXIST, Change, Versioned
 
@@ -139,6 +139,9 @@ class FirestoreStore:
             raise PreconditionFailed(f"concurrent update, reload and retry: {exc.message}") from exc
         except _TRANSIENT as exc:
             raise RetryableError(f"Firestore write failed transiently: {exc.message}") from exc
+        except google_errors.InvalidArgument as exc:
+            # Redelivery would send the same document again: record it instead of looping.
+            raise PermanentError(f"Firestore refused the write as invalid: {exc.message}") from exc
 
     def record_ignored(self, event: IgnoredEvent) -> None:
         """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""

@@ -203,11 +203,13 @@ def test_bad_step_events_are_recorded_and_acknowledged(
     assert_nothing_happened(world)
 
 
-def test_step_event_for_an_unknown_rollout_is_acknowledged(world: World) -> None:
-    """A well-formed event naming no rollout does nothing and is not retried."""
+def test_step_event_for_an_unknown_rollout_is_recorded_and_acknowledged(world: World) -> None:
+    """A well-formed event naming no rollout changes nothing, is recorded with a reason, not retried."""
     body = StepEvent(StepType.DEPLOY, "iris-gone-000000", "iris", "DEPLOYING", 0, "c").to_json("x")
     report = step_event(world, body, StepType.DEPLOY)
-    assert isinstance(report, StepReport) and report.status == "unknown-rollout"
+    assert report is None
+    ignored = world.store.list_ignored()
+    assert len(ignored) == 1 and "unknown rollout 'iris-gone-000000'" in ignored[0].reason
     assert_nothing_happened(world)
 
 

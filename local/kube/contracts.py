@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 
-class RevisionPhase(str, Enum):
+class RevisionPhase(StrEnum):
     """Lifecycle of one revision process, as the controller needs to see it."""
 
     PENDING = "Pending"  # started (or about to be), readiness probe not answered yet

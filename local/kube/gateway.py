@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any
 
 from local.kube.contracts import RevisionPhase, RevisionRuntime, RouteTarget
 
@@ -425,6 +425,8 @@ class Gateway:
 
 
 class _GatewayServer(ThreadingHTTPServer):
+    """A thread per client connection; remembers open connections so stop() can close them."""
+
     daemon_threads = True
     request_queue_size = 256
 
@@ -460,26 +462,21 @@ class _GatewayServer(ThreadingHTTPServer):
 
 
 class _BadRequest(Exception):
+    """A request the gateway refuses before routing (bad framing, too large)."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
 class _GatewayHandler(BaseHTTPRequestHandler):
+    """Handles one client connection: admin endpoints, or route and proxy to a revision."""
+
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server_version = "hekaton-gateway"
     timeout = 75  # seconds an idle keep-alive connection may wait for its next request
     server: _GatewayServer
-    _METHODS: ClassVar[tuple[str, ...]] = (
-        "GET",
-        "HEAD",
-        "POST",
-        "PUT",
-        "PATCH",
-        "DELETE",
-        "OPTIONS",
-    )
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: access logs for thousands of requests would cost more than the proxying."""
@@ -542,21 +539,14 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         return response.status
 
     def _forward_headers(self) -> list[tuple[str, str]]:
-        named_in_connection = {
+        """The client's end-to-end headers plus X-Forwarded-For/-Proto, as Envoy adds them."""
+        dropped = _HOP_BY_HOP | {"content-length", "x-forwarded-for", "x-forwarded-proto"}
+        dropped |= {
             token.strip().lower() for token in self.headers.get("Connection", "").split(",")
         }
-        headers = [
-            (name, value)
-            for name, value in self.headers.items()
-            if name.lower() not in _HOP_BY_HOP
-            and name.lower() not in named_in_connection
-            and name.lower() != "content-length"
-        ]
+        headers = [(n, v) for n, v in self.headers.items() if n.lower() not in dropped]
         forwarded_for = self.headers.get("X-Forwarded-For")
         client = self.client_address[0]
-        headers = [
-            (n, v) for n, v in headers if n.lower() not in ("x-forwarded-for", "x-forwarded-proto")
-        ]
         headers.append(
             ("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client)
         )

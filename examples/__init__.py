@@ -1,0 +1,1 @@
+"""Example model servers published in the local image catalog (`examples/catalog.yaml`)."""

@@ -1,0 +1,1 @@
+"""The Iris flower classifier, a pure-Python model server with deliberately faulty versions."""

@@ -1,0 +1,44 @@
+"""The ``hekaton`` console script: one argparse parser, subcommands contributed by modules.
+
+Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, adds its subcommands and sets
+``func`` (``args -> exit code``) as their default. Add a module to the tuple to add commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES = (
+    "cli.stack_commands",  # up, down, env, ps
+    "cli.rollout_commands",  # register, push, status, history, watch, rollback
+    "cli.demo",  # demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every module's subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="hekaton",
+        description="Progressive delivery for ML model APIs on Knative, and its local stack.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; returns its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""Fixtures shared by every test tier: the real emulators, and a guard against leftover processes.
+
+- ``pubsub_emulator`` / ``firestore_emulator`` (session): ``host:port`` of a real emulator started
+  once per session in its own process group, stopped at the end. Skipped, with the Debian package
+  to install, where the Cloud CLI emulator packages are missing.
+- ``pubsub_env`` / ``firestore_env``: the same, with ``PUBSUB_EMULATOR_HOST`` /
+  ``FIRESTORE_EMULATOR_HOST`` set for this test only.
+- ``firestore_project``: a fresh project id (empty database) with the Firestore env set; its
+  documents are deleted afterwards.
+- Every process started during the session carries ``HEKATON_TEST_SESSION=<token>`` in its
+  environment; any still alive when the session ends is killed and reported as an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from local.components import ComponentFailed, MissingComponent
+from local.emulators import FIRESTORE, PUBSUB, EmulatorSpec, reset_firestore, start_emulator
+from local.procs import cmdline, processes_with_env
+
+SESSION_TOKEN_VAR = "HEKATON_TEST_SESSION"
+EMULATOR_FIXTURES = {"pubsub_emulator", "firestore_emulator"}
+_MISSING_MARK = "is not available"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give this session a token that every child process inherits."""
+    os.environ[SESSION_TOKEN_VAR] = uuid.uuid4().hex
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests that use an emulator with ``emulators`` (so ``-m "not emulators"`` works)."""
+    for item in items:
+        if EMULATOR_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.emulators)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List, once each, the missing components that made tests skip (with how to install them)."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        if isinstance(longrepr, tuple) and _MISSING_MARK in str(longrepr[2]):
+            reason = str(longrepr[2]).removeprefix("Skipped: ")
+            reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("skipped: missing components", sep="-", yellow=True)
+        for reason, count in sorted(reasons.items()):
+            terminalreporter.write_line(f"{count} test(s): {reason}")
+
+
+def _under_xdist(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", None))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftover_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """At session end (after every other fixture is torn down) no process of ours may be alive."""
+    yield
+    if _under_xdist(request.config):
+        return  # sibling workers carry the token too; the check needs a single process
+    token = os.environ[SESSION_TOKEN_VAR]
+    leftovers = {
+        pid: " ".join(cmdline(pid)) for pid in processes_with_env(SESSION_TOKEN_VAR, token)
+    }
+    if not leftovers:
+        return
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    listing = "\n".join(f"  pid {pid}: {cmd[:200]}" for pid, cmd in sorted(leftovers.items()))
+    pytest.fail(
+        f"{len(leftovers)} process(es) started by this test session were still running at "
+        f"its end (now killed):\n{listing}",
+        pytrace=False,
+    )
+
+
+def _run_emulator(spec: EmulatorSpec, factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_path = factory.mktemp(f"{spec.name}-emulator") / f"{spec.name}.log"
+    try:
+        running = start_emulator(spec, log_path)
+    except MissingComponent as exc:
+        pytest.skip(str(exc))
+    except ComponentFailed as exc:
+        pytest.fail(f"{exc}\n--- {log_path} ---\n{exc.log_tail()}", pytrace=False)
+    try:
+        yield running.ready.exports[spec.export_key]
+    finally:
+        running.process.stop()
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of the session's real Pub/Sub emulator."""
+    yield from _run_emulator(PUBSUB, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of the session's real Firestore emulator."""
+    yield from _run_emulator(FIRESTORE, tmp_path_factory)
+
+
+@pytest.fixture
+def pubsub_env(pubsub_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Pub/Sub emulator host, exported as PUBSUB_EMULATOR_HOST for this test."""
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator)
+    return pubsub_emulator
+
+
+@pytest.fixture
+def firestore_env(firestore_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Firestore emulator host, exported as FIRESTORE_EMULATOR_HOST for this test."""
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator)
+    return firestore_emulator
+
+
+def fresh_project_id(prefix: str = "test") -> str:
+    """A project id no other test uses (so its emulator data starts empty)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def firestore_project(firestore_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, empty Firestore project in the emulator (env set); wiped after the test."""
+    project = fresh_project_id()
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
+    yield project
+    reset_firestore(firestore_env, project)

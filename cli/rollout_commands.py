@@ -75,7 +75,7 @@ def publish(
     target: Target, topic: str, body: dict[str, str | None] | dict[str, str] | bytes
 ) -> str:
     """Publish a JSON body (or raw bytes) to one of hekaton's topics; returns the message id."""
-    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
 
     target.apply_env()
     publisher = pubsub_v1.PublisherClient()

@@ -40,7 +40,7 @@ def wire(
 ) -> list[str]:
     """Create every topic and a push subscription per event function; idempotent. Returns created names."""
     from google.api_core import exceptions as google_errors
-    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
     from google.protobuf import duration_pb2
 
     created: list[str] = []

@@ -36,6 +36,7 @@ from local.components import (
     start_component,
 )
 from local.emulators import FIRESTORE, PUBSUB, emulator_component
+from local.functions_stack import function_components, ticker_component, wire_subscriptions
 from local.kubeconfig import write_kubeconfig
 from local.procs import ManagedProcess, StopResult, tail
 from local.stack_state import (
@@ -113,13 +114,18 @@ class StackStartFailed(StackError):
 
 
 def default_plan(options: StackOptions) -> list[PlanStep]:
-    """Emulators and cluster in parallel. Append steps here for what depends on them."""
+    """Emulators and cluster in parallel; then every function; then the push wiring and the tick."""
     core = (
         emulator_component(PUBSUB),
         emulator_component(FIRESTORE),
         cluster_component(options.cluster_command),
     )
-    return [ComponentGroup(core)]
+    return [
+        ComponentGroup(core),
+        ComponentGroup(function_components()),
+        SetupStep("push subscriptions", wire_subscriptions),
+        ComponentGroup((ticker_component(),)),
+    ]
 
 
 def select(plan: Sequence[PlanStep], only: frozenset[str] | None) -> list[PlanStep]:

@@ -17,12 +17,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", required=True)
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
     args = parser.parse_args(argv)
-    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    publisher = pubsub_v1.PublisherClient(batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.001))
+    publisher = pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.001)
+    )
     topic = publisher.topic_path(args.project, TICK_TOPIC)
     while not stop.wait(args.interval):
         body = json.dumps({"at": datetime.now(UTC).isoformat(), "source": "local-ticker"}).encode()

@@ -20,7 +20,7 @@ class PubSubPublisher:
     """google-cloud-pubsub publisher (honours PUBSUB_EMULATOR_HOST)."""
 
     def __init__(self, project: str, max_latency_seconds: float = 0.005) -> None:
-        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
 
         self._project = project
         # One message per step; waiting for a batch to fill only adds latency to every rollout.

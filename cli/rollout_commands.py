@@ -181,7 +181,10 @@ def render_decision(decision: dict[str, Any]) -> str:
     """One line per decision: time, phase change, reason."""
     at = (decision.get("at") or "")[11:23]
     arrow = f"{decision['phase_from'] or 'NEW'} -> {decision['phase_to']}"
-    return f"  {at}  {arrow:<28} {decision['reason']}"
+    reason = " | ".join(
+        line.strip() for line in str(decision["reason"]).splitlines() if line.strip()
+    )
+    return f"  {at}  {arrow:<28} {reason}"
 
 
 def render_history(history: list[dict[str, Any]]) -> str:

@@ -90,6 +90,13 @@ class Rollout:
             f"{self.image}:{self.tag}@{self.digest}" if self.tag else f"{self.image}@{self.digest}"
         )
 
+    @property
+    def image_short(self) -> str:
+        """`iris:v2 (sha256:92834a8e835c)`: enough to recognise an image in a log line."""
+        name = self.image.rsplit("/", 1)[-1]
+        label = f"{name}:{self.tag}" if self.tag else name
+        return f"{label} ({self.digest[:19]})" if self.digest else label
+
     def to_document(self) -> dict[str, Any]:
         """Firestore document fields (every field present, so an update rewrites all of them)."""
         doc = asdict(self)

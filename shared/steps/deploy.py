@@ -76,7 +76,7 @@ def act(
         staged,
         Outcome.DEPLOYED,
         now=now,
-        reason=f"{how} {rollout.revision} for {rollout.image_ref} with 0% of user traffic"
+        reason=f"{how} {rollout.revision} for {rollout.image_short} with 0% of user traffic"
         if stable
         else f"{how} {rollout.revision} (first deploy: no stable revision to protect)",
         cause=event.cause,

@@ -171,7 +171,7 @@ def _start(
                 due_at=None,
                 emitted_at=None,
                 ended_at=now,
-                reason=f"a newer image {newer.image_ref} was already pushed (rollout {newer.id})",
+                reason=f"a newer image {newer.image_short} was already pushed (rollout {newer.id})",
             )
         else:
             rollout = rollout.evolve(emitted_at=now)
@@ -242,7 +242,7 @@ def _created_decision(rollout: Rollout, message_id: str, now: datetime) -> Decis
         phase_to=rollout.phase.value,
         outcome=Outcome.CREATED.value,
         reason=rollout.reason
-        or f"image {rollout.image_ref} pushed; rollout to revision {rollout.revision} started",
+        or f"image {rollout.image_short} pushed; rollout to revision {rollout.revision} started",
         values={
             "image": rollout.image_ref,
             "stable_revision": rollout.stable_revision,

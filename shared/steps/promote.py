@@ -19,7 +19,7 @@ def act(
         rollout,
         Outcome.PROMOTED,
         now=now,
-        reason=f"{rollout.revision} promoted: serves 100% ({rollout.image_ref})",
+        reason=f"{rollout.revision} promoted: serves 100% ({rollout.image_short})",
         cause=event.cause,
         values={"previous_stable_revision": rollout.stable_revision},
         traffic_percent=100,

@@ -16,7 +16,6 @@ from functions._steps import step_function
 from shared.errors import PermanentError, RetryableError
 from shared.phases import Phase
 from shared.steps import ingest, rollback
-from shared.steps.engine import StepReport
 from tests.fakes import (
     REPOSITORY,
     STEP_ACTS,

@@ -59,7 +59,7 @@ def test_clean_run_first_deploy_then_three_steps() -> None:
     assert (v1.phase, v1.traffic_percent, v1.reason) == (
         Phase.PROMOTED,
         100,
-        f"{world.revision('v1')} promoted: serves 100% ({v1.image_ref})",
+        f"{world.revision('v1')} promoted: serves 100% ({v1.image_short})",
     )
     assert [(d.id, d.phase_from, d.phase_to) for d in world.store.decisions(v1.id)] == FIRST_DEPLOY
     assert world.traffic() == {world.revision("v1"): 100}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -147,12 +148,24 @@ def _pick(
 
 # --- rendering ------------------------------------------------------------------------------------
 
+_LONG_DIGEST = re.compile(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}")
+
+
+def short_image(reference: str | None) -> str:
+    """`repo:tag@sha256:<12 hex>`: a full digest is noise in a table."""
+    return _LONG_DIGEST.sub(r"\1", reference or "")
+
+
+def one_line(text: str | None) -> str:
+    """Join a multi-line reason into one line."""
+    return " | ".join(line.strip() for line in str(text or "").splitlines() if line.strip())
+
 
 def render_status(status: dict[str, Any]) -> str:
     """The human status table."""
     lines = [
         f"service {status['service']} (namespace {status['namespace']})",
-        f"  stable:  {status['stable_revision'] or '-'}  {status.get('stable_image') or ''}".rstrip(),
+        f"  stable:  {status['stable_revision'] or '-'}  {short_image(status.get('stable_image'))}".rstrip(),
         "  traffic:",
     ]
     if status["traffic"]:
@@ -167,13 +180,14 @@ def render_status(status: dict[str, Any]) -> str:
     active, last = status.get("active_rollout"), status.get("last_rollout")
     if active:
         lines.append(
-            f"  active:  {active['id']}  {active['phase']}  step {active['step']} of {active['steps']}  {active['image']}"
+            f"  active:  {active['id']}  {active['phase']}  step {active['step']} of {active['steps']}  "
+            f"{short_image(active['image'])}"
         )
     else:
         lines.append("  active:  none")
     if last:
-        lines.append(f"  last:    {last['id']}  {last['phase']}  {last['image']}")
-        lines.append(f"           {last.get('reason') or ''}")
+        lines.append(f"  last:    {last['id']}  {last['phase']}  {short_image(last['image'])}")
+        lines.append(f"           {one_line(last.get('reason'))}")
     return "\n".join(lines)
 
 
@@ -191,7 +205,7 @@ def render_history(history: list[dict[str, Any]]) -> str:
     """Rollouts newest first, with their decisions."""
     lines = []
     for rollout in history:
-        lines.append(f"{rollout['id']}  {rollout['phase']}  {rollout['image']}")
+        lines.append(f"{rollout['id']}  {rollout['phase']}  {short_image(rollout['image'])}")
         lines.extend(render_decision(d) for d in rollout.get("decisions", []))
     return "\n".join(lines) or "no rollouts yet"
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from events.errors import MalformedEvent
 
+FIELDS = ("service", "revision", "reason", "requested_by")
+
 
 @dataclass(frozen=True)
 class RollbackRequest:
@@ -26,6 +28,12 @@ def parse_rollback_request(body: bytes) -> RollbackRequest:
         raise MalformedEvent(f"rollback request is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise MalformedEvent("rollback request is not a JSON object")
+    # A misspelt 'revision' must not silently become "roll back to the default target".
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise MalformedEvent(
+            f"rollback request has unknown field {unknown[0]!r} (expected {', '.join(FIELDS)})"
+        )
     service = data.get("service")
     if not isinstance(service, str) or not service:
         raise MalformedEvent("rollback request needs a non-empty string 'service'")

@@ -18,6 +18,7 @@ from shared.steps.ingest import revision_name
 from shared.store import MUST_NOT_EXIST, Change
 
 SOURCE = "rollback"
+HISTORY_LIMIT = 10  # how far back a rollback looks for the previous stable revision and for itself
 
 
 @dataclass
@@ -45,6 +46,25 @@ def _target_revision(
     )
 
 
+def _record_id(service: str, message_id: str) -> str:
+    """Deterministic per request message: the id of the record kept when no rollout was in flight."""
+    return f"{service}-rollback-{hashlib.sha256(message_id.encode()).hexdigest()[:8]}"
+
+
+def _applied_by(deps: Deps, service: str, message_id: str) -> Rollout | None:
+    """The rollout this request message already recorded or ended (it is being redelivered), if any."""
+    recorded = deps.store.get_rollout(_record_id(service, message_id))
+    if recorded is not None:
+        return recorded.value
+    for rollout in deps.store.list_rollouts(service, limit=HISTORY_LIMIT):
+        if rollout.phase is Phase.ROLLED_BACK and any(
+            d.message_id == message_id and d.outcome == Outcome.ROLLBACK_REQUESTED.value
+            for d in deps.store.decisions(rollout.id)
+        ):
+            return rollout
+    return None
+
+
 def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackReport:
     """Apply one operator rollback request."""
     request = parse_rollback_request(message.data)
@@ -53,6 +73,12 @@ def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackRepo
         service = deps.store.get_service(request.service)
         if service is None:
             raise MalformedEvent(f"rollback names unknown service {request.service!r}")
+        # Checked before anything is touched: a late redelivery must not end (or re-route) a newer rollout.
+        applied = _applied_by(deps, request.service, message.message_id)
+        if applied is not None:
+            return RollbackReport(
+                applied.id, applied.stable_revision or applied.revision, ended_active=False
+            )
         record = service.value
         active = (
             deps.store.get_rollout(record.active_rollout_id) if record.active_rollout_id else None
@@ -60,7 +86,9 @@ def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackRepo
         active_rollout = active.value if active is not None and active.value.active else None
         # With nothing in flight, "roll back" means: back to the revision that was stable before the current one.
         history = (
-            deps.store.list_rollouts(request.service, limit=10) if active_rollout is None else []
+            deps.store.list_rollouts(request.service, limit=HISTORY_LIMIT)
+            if active_rollout is None
+            else []
         )
         last_promoted = next((r for r in history if r.phase is Phase.PROMOTED), None)
         default_stable = (
@@ -69,6 +97,11 @@ def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackRepo
             else (last_promoted.stable_revision if last_promoted else None)
         )
         target = _target_revision(deps, request, default_stable, record.stable_revision)
+        if active_rollout is None and not request.revision and target == record.stable_revision:
+            raise MalformedEvent(
+                f"service {request.service} already serves {target}, the revision it would roll back to; "
+                "name an older one with 'revision'"
+            )
         if not deps.serving.revision_exists(record.namespace, target):
             raise MalformedEvent(
                 f"rollback target revision {target!r} does not exist in namespace {record.namespace}"
@@ -96,9 +129,7 @@ def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackRepo
             change.decisions.append((ended.id, decision))
             rid = ended.id
         else:
-            rid = f"{request.service}-rollback-{hashlib.sha256(message.message_id.encode()).hexdigest()[:8]}"
-            if deps.store.get_rollout(rid) is not None:
-                return RollbackReport(rid, target, ended_active=False)  # a redelivered request
+            rid = _record_id(request.service, message.message_id)
             record_rollout = Rollout(
                 id=rid,
                 service=request.service,
@@ -111,7 +142,7 @@ def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackRepo
                 updated_at=now,
                 ended_at=now,
                 reason=reason,
-                stable_revision=record.stable_revision,
+                stable_revision=target,  # where traffic went, as for a rollout ended by rollback
                 cause=message.message_id,
                 seq=1,
                 traffic_percent=100,

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from functions.manifest import FUNCTIONS
 from local import stack, stack_state
 from local.cluster_component import cluster_component
 from local.components import (
@@ -570,8 +571,10 @@ def test_up_detach_env_refusal_ps_and_down(cli: Cli) -> None:
     ):
         assert key in doc, key
     assert doc["project"] == "hekaton-local" and doc["domain"] == "example.com"
-    assert set(doc["components"]) == {"pubsub", "firestore", "cluster"}
-    assert set(doc["startup_seconds"]) == {"pubsub", "firestore", "cluster", "total"}
+    expected = {"pubsub", "firestore", "cluster", "ticker"} | {f"fn-{f.name}" for f in FUNCTIONS}
+    assert set(doc["components"]) == expected
+    assert expected | {"total"} <= set(doc["startup_seconds"])
+    assert doc["status_url"] == doc["components"]["fn-status"]["url"]
     for name, component in doc["components"].items():
         assert {"pid", "pgid", "log", "url"} <= set(component), name
         assert group_members(component["pgid"]), f"{name} is not running"
@@ -606,11 +609,13 @@ def test_up_detach_env_refusal_ps_and_down(cli: Cli) -> None:
     assert (cli.state_dir / "stack.json").read_bytes() == before
 
     ps = cli.run("ps")
-    assert ps.returncode == 0 and ps.stdout.count("running") == 3
+    assert ps.returncode == 0 and ps.stdout.count("running") == len(expected)
 
     down = cli.run("down")
     assert down.returncode == 0, down.stderr
-    assert "stopped pubsub, firestore, cluster" in down.stdout
+    stopped_line = next(line for line in down.stdout.splitlines() if line.startswith("stopped "))
+    stopped = stopped_line.removeprefix("stopped ").rsplit(" in ", 1)[0]
+    assert set(stopped.split(", ")) == expected
     assert all(group_members(c["pgid"]) == [] for c in doc["components"].values())
     assert cli.our_processes() == []
     assert not (cli.state_dir / "stack.json").exists()

@@ -68,8 +68,14 @@ def function_component(function: FunctionDef, *, timeout: float = 60.0) -> Compo
 
 def wire_subscriptions(ctx: StackContext) -> Mapping[str, str]:
     """Create the topics and one push subscription per event function (after they are listening)."""
-    endpoints = {f.name: ctx.urls[f"fn-{f.name}"] for f in FUNCTIONS if f.trigger_topic}
-    wire(ctx.exports["pubsub_emulator_host"], ctx.project, endpoints)
+    # With `up --only ...` some functions (or Pub/Sub itself) are not part of this stack.
+    endpoints = {
+        f.name: ctx.urls[f"fn-{f.name}"]
+        for f in FUNCTIONS
+        if f.trigger_topic and f"fn-{f.name}" in ctx.urls
+    }
+    if endpoints and "pubsub_emulator_host" in ctx.exports:
+        wire(ctx.exports["pubsub_emulator_host"], ctx.project, endpoints)
     return {}
 
 

@@ -62,7 +62,7 @@ def wire(
                     topic=dead_letter,
                 )
             for function in FUNCTIONS:
-                if function.trigger_topic is None:
+                if function.trigger_topic is None or function.name not in endpoints:
                     continue
                 base = endpoints[function.name].rstrip("/")
                 topic_path = publisher.topic_path(project, function.trigger_topic)

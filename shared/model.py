@@ -74,9 +74,10 @@ class Rollout:
     ended_at: datetime | None = None
     pushed_at: datetime | None = None  # registry publish time: orders pushes that race each other
     cause: str = ""  # id of the registry message that started it
-    seq: int = (
-        0  # number of decisions logged so far (orders the log, makes entry ids deterministic)
-    )
+    # "push": started by a registry push; "rollback": an operator rollback with nothing in flight.
+    kind: str = "push"
+    # Number of decisions logged so far (orders the log, makes entry ids deterministic).
+    seq: int = 0
 
     @property
     def active(self) -> bool:
@@ -85,7 +86,9 @@ class Rollout:
 
     @property
     def image_ref(self) -> str:
-        """`repo:tag@sha256:...` as users know it."""
+        """`repo:tag@sha256:...` as users know it ('' when unknown, e.g. a rollback record)."""
+        if not self.image:
+            return ""
         return (
             f"{self.image}:{self.tag}@{self.digest}" if self.tag else f"{self.image}@{self.digest}"
         )

@@ -200,8 +200,8 @@ def _pushed_at(rollout: Rollout) -> datetime:
 def _newer_push(deps: Deps, service: str, pushed_at: datetime) -> Rollout | None:
     """A recent rollout of the service whose image was pushed after `pushed_at`, if any."""
     recent = deps.store.list_rollouts(service, limit=10)
-    # Operator rollbacks are recorded as rollouts without an image; only pushes count here.
-    return next((r for r in recent if r.digest and _pushed_at(r) > pushed_at), None)
+    # Operator rollback records are not pushes; only pushes order pushes.
+    return next((r for r in recent if r.kind == "push" and _pushed_at(r) > pushed_at), None)
 
 
 def _new_rollout(

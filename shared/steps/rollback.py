@@ -106,6 +106,9 @@ def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackRepo
             raise MalformedEvent(
                 f"rollback target revision {target!r} does not exist in namespace {record.namespace}"
             )
+        # The target's image, from the rollout that last deployed it (None if out of reach).
+        known = deps.store.list_rollouts(request.service, limit=HISTORY_LIMIT * 3)
+        origin = next((r for r in known if r.revision == target and r.digest), None)
         reason = f"{request.reason} (requested by {request.requested_by or 'operator'}; message {message.message_id}): traffic to {target}"
         deps.serving.set_traffic(
             record.namespace, request.service, [TrafficTarget(target, 100, STABLE_TAG)]
@@ -134,8 +137,9 @@ def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackRepo
                 id=rid,
                 service=request.service,
                 namespace=record.namespace,
-                image="",
-                digest="",
+                image=origin.image if origin else "",
+                tag=origin.tag if origin else None,
+                digest=origin.digest if origin else "",
                 revision=target,
                 phase=Phase.ROLLED_BACK,
                 created_at=now,
@@ -146,6 +150,7 @@ def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackRepo
                 cause=message.message_id,
                 seq=1,
                 traffic_percent=100,
+                kind="rollback",
             )
             change.rollouts.append((record_rollout, MUST_NOT_EXIST))
             change.decisions.append(
@@ -170,7 +175,10 @@ def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackRepo
         updated = end_service_pointer(service, active_rollout, now) if active_rollout else None
         updated = (updated or record).evolve(stable_revision=target, updated_at=now)
         if target != record.stable_revision:
-            updated = updated.evolve(stable_image=None, stable_digest=None)
+            updated = updated.evolve(
+                stable_image=origin.image_ref if origin else None,
+                stable_digest=origin.digest if origin else None,
+            )
         change.services.append((updated, service.version))
         try:
             deps.store.commit(change)

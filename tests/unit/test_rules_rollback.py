@@ -74,8 +74,8 @@ def service(world: World) -> ServiceRecord:
 
 
 def rollback_records(world: World) -> list[Rollout]:
-    """Rollouts that record an operator rollback with nothing in flight (they carry no image)."""
-    return [r for r in world.rollouts() if not r.digest]
+    """Rollouts that record an operator rollback with nothing in flight."""
+    return [r for r in world.rollouts() if r.kind == "rollback"]
 
 
 def state(world: World) -> tuple[Any, ...]:
@@ -220,11 +220,16 @@ def test_rollback_with_nothing_in_flight_returns_to_the_previous_stable_revision
     record = service(world)
     assert record.stable_revision == world.revision("v1")
     assert record.active_rollout_id is None
-    assert record.stable_digest != digest_of("v2")  # v2's image is no longer what serves
+    assert record.stable_digest == digest_of("v1")  # the image of the revision now serving
+    assert record.stable_image is not None and record.stable_image.endswith(
+        f":v1@{digest_of('v1')}"
+    )
+
     (entry,) = rollback_records(world)
     assert world.rollouts()[0] == entry  # newest in the history
     assert (report.rollout_id, report.ended_active) == (entry.id, False)
     assert entry.phase is Phase.ROLLED_BACK and entry.revision == world.revision("v1")
+    assert (entry.kind, entry.digest, entry.tag) == ("rollback", digest_of("v1"), "v1")
     # The record wants the traffic the rollback set, like a rollout ended by a rollback does.
     assert desired_traffic(entry) == [TrafficTarget(world.revision("v1"), 100, STABLE_TAG)]
     assert entry.ended_at == world.clock.now()

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
             publisher.publish(topic, body).result(timeout=10)
         except Exception as exc:  # a missed tick is harmless; the next one sweeps the same state
             print(f"tick not published: {exc}", flush=True)
+    # The client's background threads would otherwise keep the process alive for seconds.
+    publisher.stop()
     return 0
 
 

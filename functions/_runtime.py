@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from events.errors import MalformedEvent
-from events.pubsub import PUBSUB_EVENT_TYPE, PubSubMessage, parse_message
+from events.pubsub import PUBSUB_EVENT_TYPE, PubSubMessage, parse_message, topic_from_source
 from shared import logs, metering
 from shared.deps import Deps
 from shared.errors import PermanentError, RetryableError
@@ -50,12 +50,12 @@ def handle_pubsub(
             f"unexpected CloudEvent type {event_type!r}; expected {PUBSUB_EVENT_TYPE}",
         )
         return None
+    source = _attr(cloud_event, "source")
     try:
-        message = parse_message(
-            cloud_event.data, event_id=event_id, source=_attr(cloud_event, "source")
-        )
+        message = parse_message(cloud_event.data, event_id=event_id, source=source)
     except MalformedEvent as exc:
-        _record(d, function, event_id, exc.reason)
+        # The envelope is unusable, but the topic it came from is known: keep it on the record.
+        _record(d, function, event_id, exc.reason, topic=topic_from_source(source))
         return None
     try:
         with metering.invocation() as usage:

@@ -248,7 +248,7 @@ def test_port_held_by_a_stranger_is_a_clear_error_and_leaves_nothing(
 
 
 def test_pubsub_fixture_serves_the_real_client(pubsub_env: str) -> None:
-    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
 
     project = f"test-{uuid.uuid4().hex[:8]}"
     publisher = pubsub_v1.PublisherClient()

@@ -1,0 +1,1 @@
+"""End-to-end tests: the whole local stack (emulators, cluster, functions, ticker) driven through the CLI."""

@@ -129,6 +129,11 @@ class FirestoreStore:
                 .document(decision.id)
             )
             batch.set(ref, to_firestore(decision.to_document()))
+        # Firestore bills every document in the batch, whether or not the commit succeeds.
+        metering.count(
+            metering.FIRESTORE_WRITES,
+            len(change.rollouts) + len(change.services) + len(change.decisions),
+        )
         try:
             batch.commit()
         except (
@@ -146,11 +151,11 @@ class FirestoreStore:
     def record_ignored(self, event: IgnoredEvent) -> None:
         """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""
         doc_id = f"{event.function}-{event.message_id}"[:1500].replace("/", "_")
-        self._call(
-            lambda: (
-                self._db.collection(IGNORED).document(doc_id).set(to_firestore(event.to_document()))
-            )
-        )
+        metering.count(metering.FIRESTORE_WRITES)
+        try:
+            self._db.collection(IGNORED).document(doc_id).set(to_firestore(event.to_document()))
+        except _TRANSIENT as exc:
+            raise RetryableError(f"Firestore write failed transiently: {exc.message}") from exc
 
     def list_ignored(self, limit: int = 50) -> list[IgnoredEvent]:
         """Recently ignored messages, newest first."""

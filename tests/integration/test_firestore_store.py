@@ -313,3 +313,20 @@ def test_the_pipeline_runs_on_the_real_store(store: FirestoreStore) -> None:
         "instances": [[5.1, 3.5, 1.4, 0.2]]
     }
     assert not pipeline.errors()
+
+
+def test_usage_counts_documents_read_and_written(store: FirestoreStore) -> None:
+    """The per-invocation usage the functions log counts each written document and each read."""
+    from shared import metering
+
+    with metering.invocation() as usage:
+        store.commit(
+            Change(
+                rollouts=[(rollout(), MUST_NOT_EXIST)],
+                decisions=[("iris-r1", decision(1, "a")), ("iris-r1", decision(2, "b"))],
+            )
+        )
+        store.get_rollout("iris-r1")
+        store.decisions("iris-r1")
+    assert usage[metering.FIRESTORE_WRITES] == 3
+    assert usage[metering.FIRESTORE_READS] == 3  # one document, then a query returning two

@@ -295,6 +295,8 @@ class Registry:
             self._check_type(resource, patched)
             self._check_name(patched, name)
             version = (patched.get("metadata") or {}).get("resourceVersion")
+            # Only a patch that names a resourceVersion pins it; the merged object always carries one.
+            pinned = _pins_resource_version(media_type, document)
             if version and version != old["metadata"]["resourceVersion"]:
                 raise errors.conflict(resource.group, resource.plural, name, errors.STALE_OBJECT)
             try:
@@ -304,7 +306,7 @@ class Registry:
             except ApiError as error:
                 # Someone wrote in between: re-apply the patch to the newer object, as the real
                 # server does for patches that do not pin a resourceVersion.
-                if error.reason != "Conflict" or version:
+                if error.reason != "Conflict" or pinned:
                     raise
         raise errors.conflict(resource.group, resource.plural, name, errors.STALE_OBJECT)
 
@@ -611,3 +613,14 @@ def _owned_by(obj: Obj, owner_uid: str) -> bool:
         isinstance(ref, dict) and ref.get("uid") == owner_uid
         for ref in metadata_of(obj).get("ownerReferences") or []
     )
+
+
+def _pins_resource_version(media_type: str, document: Any) -> bool:
+    """Whether a merge or JSON patch itself names metadata.resourceVersion (then no retry on conflict)."""
+    if media_type == JSON_PATCH:
+        return isinstance(document, list) and any(
+            isinstance(op, dict) and str(op.get("path", "")).startswith("/metadata/resourceVersion")
+            for op in document
+        )
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    return isinstance(metadata, dict) and metadata.get("resourceVersion") is not None

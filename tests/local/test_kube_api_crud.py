@@ -597,3 +597,63 @@ def test_delete_collection_by_label(custom_api: CustomObjects, namespace: str) -
     assert sorted(item["metadata"]["name"] for item in deleted["items"]) == ["a", "b"]
     left = custom_api.list_namespaced_custom_object(*ISTIO_NETWORKING, namespace, "virtualservices")
     assert [item["metadata"]["name"] for item in left["items"]] == ["c"]
+
+
+def test_unpinned_patches_survive_concurrent_writers(
+    custom_api: CustomObjects, namespace: str
+) -> None:
+    """A patch without a resourceVersion is re-applied on a racing write, as the real server does."""
+    import threading
+
+    _create(custom_api, namespace, knative_service("busy"))
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        count = 0
+        while not stop.is_set():
+            count += 1
+            custom_api.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                "services",
+                "busy",
+                {"metadata": {"annotations": {"w": str(count)}}},
+            )
+
+    writers = [threading.Thread(target=keep_writing) for _ in range(3)]
+    for writer in writers:
+        writer.start()
+    try:
+        for i in range(150):
+            custom_api.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                "services",
+                "busy",
+                {"metadata": {"labels": {"n": str(i)}}},
+            )
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(timeout=10)
+    final = custom_api.get_namespaced_custom_object(GROUP, VERSION, namespace, "services", "busy")
+    assert final["metadata"]["labels"]["n"] == "149"
+
+
+def test_unpinned_patch_right_after_create_races_the_controller(
+    custom_api: CustomObjects, namespace: str
+) -> None:
+    """The controller writes status just after a create; an unpinned patch then must not get 409."""
+    for i in range(40):
+        _create(custom_api, namespace, knative_service(f"fresh-{i}"))
+        patched = custom_api.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "services",
+            f"fresh-{i}",
+            {"metadata": {"labels": {"a": "1"}}},
+        )
+        assert patched["metadata"]["labels"]["a"] == "1"

@@ -97,7 +97,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             "The stack is still up. Try:\n"
             "  .venv/bin/hekaton status iris            # live traffic and rollouts\n"
             "  .venv/bin/hekaton history iris           # every decision and why\n"
-            f"  .venv/bin/hekaton push {REPOSITORY}:v2  # roll v2 out again, then `hekaton watch iris`\n"
+            f"  .venv/bin/hekaton push {REPOSITORY}:v1  # roll v1 out again, then `hekaton watch iris`\n"
+            "  .venv/bin/hekaton rollback iris          # force traffic back to the previous stable revision\n"
             '  eval "$(.venv/bin/hekaton env)" && kubectl get ksvc,revisions -n models\n'
             "  .venv/bin/hekaton down                   # stop everything"
         )

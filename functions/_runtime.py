@@ -10,7 +10,7 @@ from events.pubsub import PUBSUB_EVENT_TYPE, PubSubMessage, parse_message, topic
 from shared import logs, metering
 from shared.deps import Deps
 from shared.errors import PermanentError, RetryableError
-from shared.model import IgnoredEvent
+from shared.ignoring import record_ignored
 from shared.settings import Settings
 
 _deps: Deps | None = None
@@ -109,16 +109,6 @@ def _record(
     excerpt: str = "",
     topic: str | None = None,
 ) -> None:
-    logs.get_logger(function).warning(
-        "message ignored: %s", reason, extra={"message_id": message_id, "function": function}
-    )
-    d.store.record_ignored(
-        IgnoredEvent(
-            message_id=message_id,
-            function=function,
-            reason=reason,
-            at=d.clock.now(),
-            excerpt=excerpt,
-            topic=topic,
-        )
+    record_ignored(
+        d, function=function, message_id=message_id, reason=reason, excerpt=excerpt, topic=topic
     )

@@ -11,7 +11,8 @@ from events.artifact_registry import RegistryAction, RegistryEvent, parse_notifi
 from events.pubsub import PubSubMessage
 from shared.deps import Deps
 from shared.errors import PreconditionFailed, RetryableError
-from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
+from shared.ignoring import record_ignored
+from shared.model import Decision, Rollout, ServiceRecord
 from shared.phases import INITIAL_PHASE, Outcome, Phase
 from shared.spec import ServiceSpec
 from shared.steps.engine import MAX_ATTEMPTS, publish_next, transition
@@ -261,35 +262,12 @@ def _ignore(
     service: str | None = None,
 ) -> None:
     key = f"{message.message_id}-{service}" if service else message.message_id
-    deps.store.record_ignored(
-        IgnoredEvent(
-            message_id=key,
-            function=SOURCE,
-            reason=reason,
-            at=deps.clock.now(),
-            excerpt=message.excerpt(),
-            topic=message.topic,
-        )
+    record_ignored(
+        deps,
+        function=SOURCE,
+        message_id=key,
+        reason=reason,
+        excerpt=message.excerpt(),
+        topic=message.topic,
     )
     report.ignored.append(reason)
-
-
-def ignored_record(
-    deps: Deps,
-    function: str,
-    message_id: str,
-    reason: str,
-    excerpt: str = "",
-    topic: str | None = None,
-) -> None:
-    """Record any function's ignored message (used by the functions layer for malformed input)."""
-    deps.store.record_ignored(
-        IgnoredEvent(
-            message_id=message_id,
-            function=function,
-            reason=reason,
-            at=deps.clock.now(),
-            excerpt=excerpt,
-            topic=topic,
-        )
-    )

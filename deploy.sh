@@ -123,4 +123,4 @@ ensure "gcloud scheduler jobs describe hekaton-tick --project $PROJECT --locatio
   gcloud scheduler jobs create pubsub hekaton-tick --project "$PROJECT" --location "$REGION" \
   --schedule "$TICK_SCHEDULE" --topic hekaton-tick --message-body '{"source":"cloud-scheduler"}'
 
-echo "hekaton deployed to $PROJECT ($REGION)."
+if [[ $DRY_RUN -eq 1 ]]; then echo "dry run: nothing was deployed"; else echo "hekaton deployed to $PROJECT ($REGION)."; fi

@@ -243,7 +243,14 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         print(render_decision(decision), flush=True)
 
     target = resolve()
-    print(f"watching {args.service} (Ctrl-C to stop)", flush=True)
+    status = fetch(target, f"/services/{args.service}")  # unknown service: the error, nothing else
+    if args.rollout is None and status["active_rollout"] is None and status["last_rollout"]:
+        last = status["last_rollout"]
+        print(
+            f"no rollout of {args.service} in flight; the last one, {last['id']}, ended {last['phase']}:"
+        )
+    else:
+        print(f"watching {args.service} (Ctrl-C to stop)", flush=True)
     ended = wait_for_rollout(
         target, args.service, rollout_id=args.rollout, timeout=args.timeout, on_decision=show
     )
@@ -306,6 +313,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("service")
     p.add_argument("--to", help="revision name or image digest (sha256:...) to return to")
-    p.add_argument("--reason", default="rollback requested by operator")
+    p.add_argument("--reason", default="operator rollback")
     p.add_argument("--requested-by", default=os.environ.get("USER") or "operator")
     p.set_defaults(func=_guard(_cmd_rollback))

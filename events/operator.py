@@ -16,7 +16,7 @@ class RollbackRequest:
 
     service: str
     revision: str | None = None
-    reason: str = "rollback requested by operator"
+    reason: str = "operator rollback"
     requested_by: str | None = None
 
 
@@ -43,6 +43,6 @@ def parse_rollback_request(body: bytes) -> RollbackRequest:
     return RollbackRequest(
         service=service,
         revision=data.get("revision") or None,
-        reason=data.get("reason") or "rollback requested by operator",
+        reason=data.get("reason") or "operator rollback",
         requested_by=data.get("requested_by"),
     )

@@ -68,6 +68,7 @@ def handle_pubsub(
                 "message_id": message.message_id,
                 "rollout": getattr(result, "rollout_id", None) or getattr(result, "started", None),
                 "outcome": getattr(result, "status", None),
+                "ignored": getattr(result, "ignored", None),
                 "usage": dict(usage),
             },
         )

@@ -15,11 +15,16 @@ def record_ignored(
     reason: str,
     excerpt: str = "",
     topic: str | None = None,
+    log: bool = True,
 ) -> None:
-    """Log the ignored message and keep it in the store (idempotent per function and message id)."""
-    logs.get_logger(function).warning(
-        "message ignored: %s", reason, extra={"message_id": message_id, "function": function}
-    )
+    """Keep the ignored message in the store (idempotent per function and message id), and log it.
+
+    `log=False` when the caller's own per-message log line already carries the reason.
+    """
+    if log:
+        logs.get_logger(function).warning(
+            "message ignored: %s", reason, extra={"message_id": message_id, "function": function}
+        )
     deps.store.record_ignored(
         IgnoredEvent(
             message_id=message_id,

@@ -269,5 +269,6 @@ def _ignore(
         reason=reason,
         excerpt=message.excerpt(),
         topic=message.topic,
+        log=False,  # the function's per-message line lists `ignored` reasons
     )
     report.ignored.append(reason)

@@ -36,7 +36,7 @@ def act(
         return Plan(applied, decision, touched_traffic=touched)
     if rollout.due_at is not None and rollout.due_at > now:
         return None  # still baking: the tick brings us back at due_at
-    verdict = "no metrics analysis configured for this step"
+    verdict = "judged on bake time only: metric analysis is not available yet"
     if rollout.step_index + 1 < len(rollout.steps):
         nxt = rollout.steps[rollout.step_index + 1]
         advanced, decision = transition(

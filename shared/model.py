@@ -78,6 +78,11 @@ class Rollout:
     kind: str = "push"
     # Number of decisions logged so far (orders the log, makes entry ids deterministic).
     seq: int = 0
+    # The service spec as it was when the rollout started: a rollout is judged by the rules it began
+    # with, even if the service is re-registered meanwhile ({} for records from before snapshots).
+    spec: dict[str, Any] = field(default_factory=dict)
+    # The canary analysis' running state (judge state, window start, last figures); {} before traffic.
+    analysis: dict[str, Any] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -113,6 +118,8 @@ class Rollout:
         values: dict[str, Any] = {k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc}
         values["phase"] = Phase(values["phase"])
         values["steps"] = list(values.get("steps") or [])
+        values["spec"] = dict(values.get("spec") or {})
+        values["analysis"] = dict(values.get("analysis") or {})
         return cls(**values)
 
     def evolve(self, **changes: Any) -> Rollout:

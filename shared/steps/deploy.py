@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from events.steps import StepEvent
-from shared.deps import Deps
 from shared.errors import PermanentError
-from shared.model import Rollout, ServiceRecord
+from shared.model import Rollout
 from shared.phases import Outcome
 from shared.serving import RevisionTemplate
 from shared.spec import ServiceSpec
-from shared.steps.engine import Plan, later, transition
+from shared.steps.engine import Plan, StepContext, later
 from shared.steps.failing import end_badly
 from shared.steps.traffic import desired_traffic
-from shared.store import Versioned
 
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 MIN_SCALE = "autoscaling.knative.dev/min-scale"
@@ -34,20 +31,11 @@ def revision_template(spec: ServiceSpec, rollout: Rollout) -> RevisionTemplate:
     )
 
 
-def act(
-    deps: Deps, rollout: Rollout, service: Versioned[ServiceRecord] | None, event: StepEvent
-) -> Plan:
+def act(ctx: StepContext) -> Plan:
     """Create the revision (or reuse it if it exists) and pin traffic by revision name."""
-    if service is None:
-        return end_badly(
-            deps,
-            rollout,
-            None,
-            Outcome.DEPLOY_FAILED,
-            "service is no longer registered",
-            cause=event.cause,
-        )
-    spec = ServiceSpec.model_validate(service.value.spec)
+    deps, rollout, spec = ctx.deps, ctx.rollout, ctx.spec
+    if ctx.service is None or spec is None:
+        return end_badly(ctx, Outcome.DEPLOY_FAILED, "service is no longer registered")
     stable = rollout.stable_revision
     if stable is None:
         # Adopt what serves today if the Service predates hekaton (or our stable record was lost).
@@ -70,16 +58,14 @@ def act(
             )
             how = "created revision"
     except PermanentError as exc:
-        return end_badly(deps, rollout, service, Outcome.DEPLOY_FAILED, str(exc), cause=event.cause)
-    now = deps.clock.now()
-    deployed, decision = transition(
-        staged,
+        return end_badly(ctx, Outcome.DEPLOY_FAILED, str(exc))
+    now = ctx.now
+    deployed, decision = ctx.transition(
         Outcome.DEPLOYED,
-        now=now,
+        rollout=staged,
         reason=f"{how} {rollout.revision} for {rollout.image_short} with 0% of user traffic"
         if stable
         else f"{how} {rollout.revision} (first deploy: no stable revision to protect)",
-        cause=event.cause,
         values={"revision": rollout.revision, "stable_revision": stable},
         thresholds={"readiness_deadline_seconds": spec.readiness_deadline_seconds},
         ready_deadline_at=later(now, spec.readiness_deadline_seconds),

@@ -14,6 +14,7 @@ from shared.logs import get_logger
 from shared.model import Decision, Rollout, ServiceRecord
 from shared.phases import Outcome, Phase, next_phase
 from shared.serving import STABLE_TAG, TrafficTarget
+from shared.spec import ServiceSpec
 from shared.steps.traffic import desired_traffic
 from shared.store import Change, Versioned
 
@@ -43,7 +44,51 @@ class StepReport:
     published: list[str] = field(default_factory=list)
 
 
-Act = Callable[[Deps, Rollout, Versioned[ServiceRecord] | None, StepEvent], Plan | None]
+@dataclass(frozen=True)
+class StepContext:
+    """Everything a step decides from, built once per attempt by the engine."""
+
+    deps: Deps
+    rollout: Rollout
+    service: Versioned[ServiceRecord] | None  # None: the service was unregistered meanwhile
+    spec: (
+        ServiceSpec | None
+    )  # the spec the rollout started with (or the service's, for old records)
+    event: StepEvent
+    now: datetime
+
+    def transition(
+        self,
+        outcome: Outcome,
+        *,
+        reason: str,
+        values: dict[str, Any] | None = None,
+        thresholds: dict[str, Any] | None = None,
+        rollout: Rollout | None = None,
+        **updates: Any,
+    ) -> tuple[Rollout, Decision]:
+        """`transition` of this context's rollout (or of `rollout`), at `now`, caused by the event."""
+        return transition(
+            rollout or self.rollout,
+            outcome,
+            now=self.now,
+            reason=reason,
+            cause=self.event.cause,
+            values=values,
+            thresholds=thresholds,
+            **updates,
+        )
+
+
+Act = Callable[[StepContext], Plan | None]
+
+
+def rollout_spec(rollout: Rollout, service: Versioned[ServiceRecord] | None) -> ServiceSpec | None:
+    """The spec a rollout is judged by: its snapshot from ingest, else the service's current one."""
+    document = rollout.spec or (service.value.spec if service is not None else None)
+    if not document:
+        return None
+    return ServiceSpec.model_validate(document)
 
 
 def transition(
@@ -112,7 +157,15 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
             )
             return StepReport("stale", rollout.id, rollout.phase.value, stale)
         service = deps.store.get_service(rollout.service)
-        plan = act(deps, rollout, service, event)
+        context = StepContext(
+            deps=deps,
+            rollout=rollout,
+            service=service,
+            spec=rollout_spec(rollout, service),
+            event=event,
+            now=deps.clock.now(),
+        )
+        plan = act(context)
         if plan is None:
             return StepReport("waiting", rollout.id, rollout.phase.value, "not due yet")
         touched_traffic = touched_traffic or plan.touched_traffic

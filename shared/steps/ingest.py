@@ -231,6 +231,7 @@ def _new_rollout(
         due_at=now,
         cause=message.message_id,
         seq=1,
+        spec=spec.to_document(),
     )
 
 

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from events.steps import StepEvent
-from shared.deps import Deps
-from shared.model import Rollout, ServiceRecord
 from shared.phases import Outcome
-from shared.steps.engine import Plan, apply_traffic, transition
-from shared.store import Versioned
+from shared.steps.engine import Plan, StepContext, apply_traffic
 
 
-def act(
-    deps: Deps, rollout: Rollout, service: Versioned[ServiceRecord] | None, event: StepEvent
-) -> Plan:
+def act(ctx: StepContext) -> Plan:
     """Route 100 % to the candidate, then record it as stable in the same write as the PROMOTED phase."""
-    now = deps.clock.now()
-    promoted, decision = transition(
-        rollout,
+    rollout, service, now = ctx.rollout, ctx.service, ctx.now
+    promoted, decision = ctx.transition(
         Outcome.PROMOTED,
-        now=now,
         reason=f"{rollout.revision} promoted: serves 100% ({rollout.image_short})",
-        cause=event.cause,
         values={"previous_stable_revision": rollout.stable_revision},
         traffic_percent=100,
     )
-    touched = apply_traffic(deps, promoted)
+    touched = apply_traffic(ctx.deps, promoted)
     record = None
     if service is not None:
         record = service.value.evolve(

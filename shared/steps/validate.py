@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-from events.steps import StepEvent
-from shared.deps import Deps
 from shared.errors import RetryableError
-from shared.model import Rollout, ServiceRecord
 from shared.phases import Outcome
 from shared.serving import CANDIDATE_TAG
-from shared.spec import ServiceSpec
-from shared.steps.engine import Plan, transition
+from shared.steps.engine import Plan, StepContext
 from shared.steps.failing import end_badly
-from shared.store import Versioned
 from shared.validation import run_checks
 
 
-def act(
-    deps: Deps, rollout: Rollout, service: Versioned[ServiceRecord] | None, event: StepEvent
-) -> Plan:
+def act(ctx: StepContext) -> Plan:
     """Run the checks; all pass -> shift (or promote a first deploy); any fails -> FAILED."""
-    if service is None:
-        return end_badly(
-            deps,
-            rollout,
-            None,
-            Outcome.VALIDATION_FAILED,
-            "service is no longer registered",
-            cause=event.cause,
-        )
-    spec = ServiceSpec.model_validate(service.value.spec)
+    deps, rollout, spec = ctx.deps, ctx.rollout, ctx.spec
+    if ctx.service is None or spec is None:
+        return end_badly(ctx, Outcome.VALIDATION_FAILED, "service is no longer registered")
     view = deps.serving.get_service(rollout.namespace, rollout.service)
     url = next(
         (
@@ -60,36 +46,22 @@ def act(
             f"{r.name}: {', '.join(r.problems)}" for r in failed
         )
         return end_badly(
-            deps,
-            rollout,
-            service,
-            Outcome.VALIDATION_FAILED,
-            reason,
-            cause=event.cause,
-            values=values,
-            thresholds=thresholds,
+            ctx, Outcome.VALIDATION_FAILED, reason, values=values, thresholds=thresholds
         )
     summary = (
         f"{len(results)} smoke request(s) passed" if results else "no smoke requests configured"
     )
-    now = deps.clock.now()
     if rollout.stable_revision is None:
-        passed, decision = transition(
-            rollout,
+        passed, decision = ctx.transition(
             Outcome.FIRST_DEPLOY_VALIDATED,
-            now=now,
             reason=f"{summary}; first deploy goes straight to 100%",
-            cause=event.cause,
             values=values,
             thresholds=thresholds,
         )
     else:
-        passed, decision = transition(
-            rollout,
+        passed, decision = ctx.transition(
             Outcome.VALIDATION_PASSED,
-            now=now,
             reason=f"{summary}; starting traffic steps {rollout.steps}",
-            cause=event.cause,
             values=values,
             thresholds=thresholds,
             step_index=0,

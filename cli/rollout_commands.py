@@ -110,11 +110,17 @@ def wait_for_rollout(
     rollout_id: str | None = None,
     timeout: float = 300.0,
     on_decision: Any = None,
+    on_progress: Any = None,
     poll_seconds: float = 0.2,
 ) -> dict[str, Any]:
-    """Follow the rollout (by id, or the first one started after `since`) until it ends; return it."""
+    """Follow the rollout (by id, or the first one started after `since`) until it ends; return it.
+
+    `on_decision(rollout, decision)` sees each new decision once; `on_progress(rollout, figures)` sees
+    each new analysis evaluation of the running step (the live figures).
+    """
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
+    last_figures_at = None
     while time.monotonic() < deadline:
         rollouts = fetch(target, f"/services/{service}/rollouts")["rollouts"]
         current = _pick(rollouts, since, rollout_id)
@@ -125,6 +131,15 @@ def wait_for_rollout(
                     seen.add(decision["id"])
                     if on_decision:
                         on_decision(current, decision)
+            figures = current.get("analysis")
+            if (
+                figures
+                and figures.get("at") != last_figures_at
+                and current["phase"] not in TERMINAL
+            ):
+                last_figures_at = figures.get("at")
+                if on_progress:
+                    on_progress(current, figures)
             if current["phase"] in TERMINAL:
                 return dict(current)
         time.sleep(poll_seconds)
@@ -183,12 +198,31 @@ def render_status(status: dict[str, Any]) -> str:
             f"  active:  {active['id']}  {active['phase']}  step {active['step']} of {active['steps']}  "
             f"{short_image(active['image'])}"
         )
+        if active.get("analysis"):
+            lines.append(f"  live:    {render_figures(active['analysis'])}")
     else:
         lines.append("  active:  none")
     if last:
         lines.append(f"  last:    {last['id']}  {last['phase']}  {short_image(last['image'])}")
         lines.append(f"           {one_line(last.get('reason'))}")
     return "\n".join(lines)
+
+
+def render_figures(figures: dict[str, Any]) -> str:
+    """The running step's live figures in one line: verdict, measured rates, what is still needed."""
+    verdict = str(figures.get("verdict") or "").upper()
+    parts = [f"step {figures.get('percent', '?')}%", verdict, one_line(figures.get("reason"))]
+    if figures.get("needed_requests"):
+        parts.append(f"needs ~{figures['needed_requests']:,} more candidate requests")
+    if figures.get("problem"):
+        parts.append(one_line(figures["problem"]))
+    return " · ".join(p for p in parts if p)
+
+
+def render_progress(figures: dict[str, Any]) -> str:
+    """A live-figures line in the same layout as a decision line."""
+    at = (figures.get("at") or "")[11:23]
+    return f"  {at}  {'  analysing':<28} {render_figures(figures)}"
 
 
 def render_decision(decision: dict[str, Any]) -> str:
@@ -242,6 +276,9 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     def show(rollout: dict[str, Any], decision: dict[str, Any]) -> None:
         print(render_decision(decision), flush=True)
 
+    def progress(rollout: dict[str, Any], figures: dict[str, Any]) -> None:
+        print(render_progress(figures), flush=True)
+
     target = resolve()
     status = fetch(target, f"/services/{args.service}")  # unknown service: the error, nothing else
     if args.rollout is None and status["active_rollout"] is None and status["last_rollout"]:
@@ -252,7 +289,12 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     else:
         print(f"watching {args.service} (Ctrl-C to stop)", flush=True)
     ended = wait_for_rollout(
-        target, args.service, rollout_id=args.rollout, timeout=args.timeout, on_decision=show
+        target,
+        args.service,
+        rollout_id=args.rollout,
+        timeout=args.timeout,
+        on_decision=show,
+        on_progress=progress,
     )
     print(f"{ended['id']} ended {ended['phase']}: {ended.get('reason') or ''}")
     return 0 if ended["phase"] == "PROMOTED" else 1

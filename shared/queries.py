@@ -30,6 +30,8 @@ def rollout_summary(rollout: Rollout) -> dict[str, Any]:
         "started_at": _time(rollout.created_at),
         "updated_at": _time(rollout.updated_at),
         "ended_at": _time(rollout.ended_at),
+        # The running step's latest measured figures and verdict (None before any traffic step).
+        "analysis": rollout.analysis.get("last"),
     }
 
 

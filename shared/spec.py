@@ -10,6 +10,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.analysis.section import AnalysisSpec
+
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -71,6 +73,7 @@ class ServiceSpec(BaseModel):
     min_scale: int | None = Field(default=None, ge=0)
     max_scale: int | None = Field(default=None, ge=1)
     validation: Validation = Field(default_factory=Validation)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
 
     @field_validator("name", "namespace")
     @classmethod
@@ -112,6 +115,15 @@ class ServiceSpec(BaseModel):
             and self.min_scale > self.max_scale
         ):
             raise ValueError("min_scale must not exceed max_scale")
+        return self
+
+    @model_validator(mode="after")
+    def _evidence_outlasts_bake(self) -> ServiceSpec:
+        if self.analysis.enabled and self.analysis.max_wait_seconds < self.bake_seconds:
+            raise ValueError(
+                "analysis.max_wait_seconds must be at least bake_seconds: a step's evidence "
+                "deadline cannot fall before its bake time ends"
+            )
         return self
 
     def accepts_tag(self, tag: str | None) -> bool:

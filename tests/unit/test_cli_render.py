@@ -1,0 +1,63 @@
+"""What the CLI prints for a running step: the live figures line in status and watch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cli.rollout_commands import render_figures, render_progress, render_status
+
+
+def figures(**overrides: Any) -> dict[str, Any]:
+    """A running step's analysis figures as the status API returns them."""
+    base: dict[str, Any] = {
+        "at": "2026-12-01T10:00:05.250000+00:00",
+        "step": 0,
+        "percent": 10,
+        "verdict": "continue",
+        "reason": "error rate 0.0% (0/40) vs stable 0.0% (0/360): not enough evidence yet",
+        "needed_requests": 1250,
+        "problem": None,
+    }
+    base.update(overrides)
+    return base
+
+
+def test_figures_line_says_verdict_rates_and_what_is_still_needed() -> None:
+    """The line names the step, the verdict, the measured rates and the evidence still missing."""
+    line = render_figures(figures())
+    assert line.startswith("step 10% · CONTINUE · error rate 0.0% (0/40)")
+    assert line.endswith("needs ~1,250 more candidate requests")
+
+
+def test_a_measuring_problem_is_shown_not_hidden() -> None:
+    """When Prometheus cannot be reached the live line says so."""
+    line = render_figures(figures(needed_requests=None, problem="metrics unavailable: refused"))
+    assert "needs" not in line and line.endswith("metrics unavailable: refused")
+
+
+def test_progress_line_has_the_time_of_the_evaluation() -> None:
+    """watch prints the evaluation time in the decision column layout."""
+    assert render_progress(figures()).startswith("  10:00:05.250    analysing")
+
+
+def test_status_shows_the_live_line_for_the_active_rollout() -> None:
+    """`hekaton status` shows the running step's figures under the active rollout."""
+    status = {
+        "service": "iris",
+        "namespace": "models",
+        "stable_revision": "iris-aaa",
+        "stable_image": None,
+        "traffic": [{"revision": "iris-aaa", "percent": 90, "tag": "stable"}],
+        "active_rollout": {
+            "id": "iris-bbb-1",
+            "phase": "SHIFTING",
+            "step": 0,
+            "steps": [10, 50, 100],
+            "image": "r/iris:v2",
+            "analysis": figures(),
+        },
+        "last_rollout": None,
+    }
+    lines = render_status(status).splitlines()
+    live = [line for line in lines if line.strip().startswith("live:")]
+    assert live == ["  live:    " + render_figures(figures())]

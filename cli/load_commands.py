@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,7 @@ def service_namespace(gateway: StackGateway, service: str) -> str:
             Target(project="local", status_url=gateway.status_url), f"/services/{service}"
         )
     except CommandError as exc:
-        raise CommandError(
-            f"{exc}: register it with `hekaton register FILE`, or pass --namespace"
-        ) from exc
+        raise CommandError(f"{exc}; or pass --namespace to send to it anyway") from exc
     return str(status["namespace"])
 
 
@@ -52,7 +51,9 @@ def render_report(report: LoadReport) -> str:
     how = f"{report.rps:g} req/s for {report.duration:g}s, seed {report.seed}"
     lines = [f"load {report.host} via {report.url} ({how}): {report.state}"]
     sent = f"{report.sent} of {report.planned} planned in {report.elapsed:.1f}s"
-    sent += f" ({report.achieved_rps:.1f} req/s)"
+    expected = report.expected
+    sent += f" ({report.achieved_rps:.1f} req/s; the seeded Poisson schedule expects"
+    sent += f" {expected:.0f} ± {math.sqrt(expected):.0f})"
     if report.unsent:
         sent += f", {report.unsent} not sent"
     lines.append(f"  sent        {sent}")

@@ -305,6 +305,11 @@ class LoadReport:
         return sum(self.by_status.values())
 
     @property
+    def expected(self) -> float:
+        """The mean number of requests of the schedule: rate x duration, within the bound."""
+        return min(self.rps * self.duration, float(self.max_requests))
+
+    @property
     def achieved_rps(self) -> float:
         """Requests sent per second of the schedule that has elapsed."""
         window = min(self.elapsed, self.duration)
@@ -327,6 +332,7 @@ class LoadReport:
             "max_requests": self.max_requests,
             "state": self.state,
             "finished": self.finished,
+            "expected": self.expected,
             "planned": self.planned,
             "scheduled": self.scheduled,
             "sent": self.sent,

@@ -354,7 +354,8 @@ def test_the_command_runs_and_prints_the_report(
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert table.startswith(f"load {IRIS_HOST} via {split.url}/predict (50 req/s for 0.4s")
-    assert re.search(r"sent +\d+ of \d+ planned", table) and "versions" in table
+    assert re.search(r"sent +\d+ of \d+ planned .* expects 20 ± 4\)", table)
+    assert "versions    v1: " in table
 
 
 class _StatusAPI(BaseHTTPRequestHandler):
@@ -364,10 +365,11 @@ class _StatusAPI(BaseHTTPRequestHandler):
         if self.path == "/services/iris":
             status, body = 200, {"service": "iris", "namespace": NS}
         else:
-            status, body = (
-                404,
-                {"error": f"service {self.path.rsplit('/', 1)[-1]!r} is not registered"},
+            name = self.path.rsplit("/", 1)[-1]  # the real API's message
+            message = (
+                f"service {name!r} is not registered (register it with `hekaton register FILE`)"
             )
+            status, body = 404, {"error": message}
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -399,7 +401,7 @@ def test_the_command_takes_the_namespace_from_the_registered_service(
         )
         assert main(["load", "nosuch"]) == 2
         err = capsys.readouterr().err
-        assert "'nosuch' is not registered" in err and "hekaton register" in err
+        assert "'nosuch' is not registered" in err and "pass --namespace" in err
         assert main(["load", "iris", "--rps", "50", "--duration", "0.3", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["host"] == IRIS_HOST
     finally:

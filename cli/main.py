@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "cli.stack_commands",  # up, down, env, ps
     "cli.rollout_commands",  # register, push, status, history, watch, rollback
     "cli.demo",  # demo
+    "cli.load_commands",  # load
 )
 
 

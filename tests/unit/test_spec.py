@@ -455,3 +455,10 @@ def test_stored_spec_must_fit_a_firestore_document() -> None:
     requests = [{"name": f"r{i}", "json": "x" * 200_000} for i in range(5)]
     message = errors_of(iris_spec(validation={"requests": requests}))
     assert "(top level): the stored spec would be 1,00" in message and "Firestore" in message
+
+
+def test_the_example_iris_spec_embeds_its_golden_set() -> None:
+    """examples/iris/service.yaml loads with its golden set embedded."""
+    spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / "iris" / "service.yaml")
+    golden = spec.validation.golden
+    assert golden is not None and golden.file == "golden.jsonl" and golden.requests

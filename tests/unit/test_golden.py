@@ -308,3 +308,30 @@ def test_golden_request_lines_accept_optional_keys() -> None:
     line = GoldenRequest.model_validate({"json": 1})
     assert (line.name, line.method, line.path) == (None, None, None)
     assert line.to_line() == {"json": 1}
+
+
+def test_replay_classifies_non_json_and_refusals() -> None:
+    """A 2xx that is not JSON is the candidate's error; the same refusal from both agrees."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/bad":
+            return httpx.Response(400, text="bad input")
+        if request.url.host == "candidate.test":
+            return httpx.Response(200, text="<html>")
+        return httpx.Response(200, json={"predictions": iris_like(request)})
+
+    golden = GoldenSet.model_validate(
+        {
+            "requests": [
+                {"path": "/predict", "json": {"instances": [[0, 1, 1, 1]]}},
+                {"path": "/bad", "json": {"instances": "x"}},
+            ],
+            "fields": {"predictions": "exact"},
+            "min_agreement": 0.5,
+        }
+    )
+    result = replay(handler, golden, "http://stable.test", "http://candidate.test")
+    assert (result.agreed, result.answers, result.candidate_errors) == (1, 2, 1)
+    assert result.disagreements[0].detail == "candidate: answer is not JSON"
+    assert result.passed and result.distance is None
+    assert "no distance measured" in result.reason

@@ -71,6 +71,9 @@ class Rollout:
     due_at: datetime | None = None  # when the next step should run (None: nothing scheduled)
     emitted_at: datetime | None = None  # when the next step's event was last published
     ready_deadline_at: datetime | None = None
+    # Validation's warm-up: when the first attempt ran, and how many have run (each one wake-up).
+    validation_started_at: datetime | None = None
+    validation_attempts: int = 0
     ended_at: datetime | None = None
     pushed_at: datetime | None = None  # registry publish time: orders pushes that race each other
     cause: str = ""  # id of the registry message that started it

@@ -31,6 +31,11 @@ def test_every_variable_is_read() -> None:
             "HEKATON_PUBLISH_MAX_LATENCY_SECONDS": "0",
             "HEKATON_HTTP_TIMEOUT_SECONDS": "2.5",
             "HEKATON_LOG_FORMAT": "text",
+            "HEKATON_METRICS_PROVIDER": "none",
+            "HEKATON_PROMETHEUS_URL": "http://127.0.0.1:9090",
+            "HEKATON_METRICS_REVISION_LABEL": "destination_workload",
+            "HEKATON_METRICS_SERVICE_LABEL": "destination_service_name",
+            "HEKATON_METRICS_TIMEOUT_SECONDS": "1.5",
         }
     )
     assert settings == Settings(
@@ -43,6 +48,11 @@ def test_every_variable_is_read() -> None:
         publish_max_latency_seconds=0,
         http_timeout_seconds=2.5,
         log_format="text",
+        metrics_provider="none",
+        prometheus_url="http://127.0.0.1:9090",
+        metrics_revision_label="destination_workload",
+        metrics_service_label="destination_service_name",
+        metrics_timeout_seconds=1.5,
     )
     # Every field was set from its variable (a new field without a variable would keep its default).
     defaults = Settings(project="default")
@@ -64,6 +74,10 @@ def test_empty_variables_mean_default() -> None:
         ("HEKATON_HTTP_TIMEOUT_SECONDS", "ten", "valid number"),
         ("HEKATON_PUBLISH_MAX_LATENCY_SECONDS", "-1", "greater than or equal to 0"),
         ("HEKATON_LOG_FORMAT", "xml", "match pattern"),
+        ("HEKATON_METRICS_PROVIDER", "graphite", "'prometheus' or 'none'"),
+        ("HEKATON_PROMETHEUS_URL", "prometheus:9090", "match pattern"),
+        ("HEKATON_METRICS_REVISION_LABEL", "canonical-revision", "match pattern"),
+        ("HEKATON_METRICS_TIMEOUT_SECONDS", "0", "greater than 0"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str, problem: str) -> None:

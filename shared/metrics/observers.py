@@ -51,16 +51,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared.analysis.counts import ArmCounts
+
+# Istio's default buckets (its stats filter's defaults); the spec validates thresholds against them.
+from shared.analysis.section import ISTIO_DURATION_BUCKETS_MS
 from shared.metrics.provider import MetricsProvider, MetricsQueryError, Sample
 
 REQUESTS_METRIC = "istio_requests_total"
 DURATION_BUCKETS_METRIC = "istio_request_duration_milliseconds_bucket"
 RESPONSE_CODE_LABEL = "response_code"
-# Istio's default buckets for istio_request_duration_milliseconds (its stats filter's defaults).
-ISTIO_DURATION_BUCKETS_MS: tuple[float, ...] = (
-    0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
-    300000, 600000, 1800000, 3600000,
-)  # fmt: skip
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 SeriesKey = frozenset[tuple[str, str]]

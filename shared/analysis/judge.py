@@ -38,8 +38,9 @@ argument), was tried on the bench's cases and was no faster (1 % vs 0.1 % errors
 
 Assumption: each revision's rate is steady over the canary window (requests are exchangeable).
 A stable revision that degrades during the canary makes the comparison lenient, never the guard
-rail. The counts arrive cumulative; the state turns them into increments so that a counter reset
-(a restarted pod, a new Prometheus) does not lose or double-count evidence.
+rail. The counts arrive cumulative; the state turns them into increments and pools them, so that
+a counter reset (a restarted pod, a new Prometheus) or a redelivered evaluation never counts
+evidence twice.
 """
 
 from __future__ import annotations
@@ -139,9 +140,10 @@ class JudgeState:
 
 
 def _increment(now: ArmCounts, seen: ArmCounts) -> ArmCounts:
-    """What the cumulative counts added since last seen; after a counter reset, all of `now`."""
-    if now.requests < seen.requests or now.errors < seen.errors or now.slow < seen.slow:
-        return now
+    """What the cumulative counts added since last seen (a decrease adds nothing)."""
+    # A decrease is a counter reset or PromQL's extrapolating increase() dipping: the two cannot
+    # be told apart, and treating a dip as a reset would count evidence twice (invalid bounds),
+    # while clamping only loses the one window after a real reset (less power, still valid).
     return now.since(seen)
 
 

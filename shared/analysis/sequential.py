@@ -17,6 +17,7 @@ matter for canaries (5 % up to 10 times better or worse).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 # Ratios between the alternative and the null rate, with their mixture weights (summing to 1).
 # The coarse ratios decide rare events fast (their cost: log(1/0.14) ~ 2 nats on top of
@@ -177,3 +178,84 @@ def trials_to_reject_below(rate_guess: float, null_rate: float, alpha: float) ->
             n = (threshold - log_w) / drift
             best = n if best is None else min(best, n)
     return None if best is None else math.ceil(best)
+
+
+# How the two revisions' e-values are combined for one pair of rates: mostly their product (the
+# joint evidence), some of the candidate's alone (so an uninformative stable costs ~0.8 nats, not
+# everything), a little of the stable's alone (so pairs the stable revision rules out are
+# rejected even where the candidate's e-value is 0, e.g. at a null rate of 1). Any fixed convex
+# combination of these martingales is one too.
+_LOG_W_BOTH, _LOG_W_CAND, _LOG_W_STABLE = math.log(0.5), math.log(0.45), math.log(0.05)
+
+
+def _combined(log_c: float, log_s: float) -> float:
+    """log(0.5 e_c e_s + 0.45 e_c + 0.05 e_s), increasing in both arguments."""
+    return _logsumexp([_LOG_W_BOTH + log_c + log_s, _LOG_W_CAND + log_c, _LOG_W_STABLE + log_s])
+
+
+# Where the search over the stable rate starts (log-spaced), and how far it may refine.
+_GRID = (0.0, *(10.0**k for k in (-6, -5, -4, -3.5, -3, -2.5, -2, -1.5, -1, -0.5)), 1.0)
+_MAX_POINTS = 400
+
+
+def rejects_joint(
+    candidate: tuple[int, int],
+    stable: tuple[int, int],
+    null: Callable[[float], float],
+    above: bool,
+    alpha: float,
+) -> tuple[bool, float]:
+    """Whether the counts reject "candidate rate vs null(stable rate)" for every stable rate.
+
+    `above=True` tests H0: candidate <= null(stable) (evidence it is higher: FAIL); `above=False`
+    tests H0: candidate >= null(stable) (evidence it is lower: PASS). `null` must be
+    non-decreasing. For each pair of rates in H0 the e-process combines the candidate's mixture
+    e-process at null(stable) with the stable's at the stable rate (`_combined`): the revisions'
+    requests are independent, so at the true pair this is a martingale with mean at most 1 and
+    Ville's inequality bounds P(ever >= 1/alpha) by alpha. H0 is rejected only when the
+    product is >= 1/alpha at *every* stable rate (a rigorous lower bound over a refined grid, the
+    terms being monotone in opposite directions). Returns (rejected, lower bound of the log e-value
+    over H0, or a value below the threshold that proves it is not rejected).
+    """
+    (ce, cn), (se, sn) = candidate, stable
+    threshold = _threshold(alpha)
+    cand_e = log_e_above if above else log_e_below
+    stable_e = log_e_below if above else log_e_above
+
+    def parts(p: float) -> tuple[float, float]:
+        """(candidate log e-value, stable log e-value) at stable rate p."""
+        c = cand_e(ce, cn, null(p))
+        # At the ends of [0, 1], -inf is a lower bound of the stable term (e-values are >= 0).
+        s = stable_e(se, sn, p) if 0.0 < p < 1.0 else -math.inf
+        return c, s
+
+    # With `above`, the candidate term falls and the stable term rises with p; otherwise the
+    # reverse. On [a, b] each is at least its value at one end, and the combination is
+    # increasing in both: that gives a rigorous lower bound over the interval.
+    def lower(pa: tuple[float, float], pb: tuple[float, float]) -> float:
+        return _combined(pb[0], pa[1]) if above else _combined(pa[0], pb[1])
+
+    # A quick look at the stable's observed rate settles most non-rejections at once.
+    if sn:
+        value = _combined(*parts(min(max(se / sn, 1e-9), 1 - 1e-9)))
+        if value < threshold:
+            return False, value
+    points = {p: parts(p) for p in _GRID}
+    grid = sorted(points)
+    best = math.inf
+    stack = [(grid[i], grid[i + 1]) for i in range(len(grid) - 1)]
+    while stack:
+        a, b = stack.pop()
+        bound = lower(points[a], points[b])
+        if bound >= threshold:
+            best = min(best, bound)
+            continue
+        if len(points) >= _MAX_POINTS or (a > 0 and b / a < 1.0005) or b - a < 1e-12:
+            return False, bound  # cannot certify: not rejected (the safe answer)
+        mid = math.sqrt(a * b) if a > 0 else b / 10.0
+        points[mid] = parts(mid)
+        value = _combined(*points[mid])
+        if value < threshold:
+            return False, value
+        stack.extend([(a, mid), (mid, b)])
+    return True, best

@@ -88,11 +88,12 @@ def test_values_and_thresholds_are_json() -> None:
     err = values["error_rate"]
     assert err["candidate"] == {"events": 31, "requests": 125}
     assert err["stable"] == {"events": 0, "requests": 1130}
-    assert err["candidate_lower"] > err["fail_null"]
+    assert err["candidate_lower"] > err["allowed"]
+    assert err["log_e_fail"] >= thresholds["error_rate"]["log_e_to_fail"]
     assert values["slow_share"]["verdict"] in {"pass", "fail", "continue"}
     assert thresholds["confidence"] == 0.95
-    assert thresholds["error_rate"]["fail_alpha"] == pytest.approx(0.0125)
-    assert thresholds["error_rate"]["pass_alpha"] == pytest.approx(0.025)
+    assert thresholds["error_rate"]["fail_alpha"] == pytest.approx(0.025)
+    assert thresholds["error_rate"]["pass_alpha"] == pytest.approx(0.05)
 
 
 def test_state_round_trips_through_json() -> None:

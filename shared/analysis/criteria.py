@@ -1,6 +1,6 @@
 """What the judge holds a candidate to: plain frozen dataclasses with defaults a user can rely on.
 
-Defaults (each chosen with `bench/judge_bench.py`, see the README table):
+Defaults (each chosen with `bench/judge_bench.py`, which prints the figures):
 
 - error rate (5xx share): the candidate may be up to 2x the stable rate, or up to 0.3 percentage
   points above it, whichever allows more (so 0.0 % vs 0.05 % is not a regression, 0.1 % vs 1 % is);

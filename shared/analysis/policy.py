@@ -15,12 +15,15 @@ Rules, in order:
    do: `wait` for more user traffic, `top_up` (ask for golden-set traffic to the candidate), or
    `fail` at once. At the deadline every mode ends in `fail_no_evidence`: every wait has an end.
 
-Why not PASS at every step: evidence pools across steps, and the early steps exist to limit the
-blast radius while the evidence builds, not to reach full confidence at 10 % traffic. Why not
-"advance on no FAIL" up to the last step: the last step (100 %) then waits for a PASS it can only
-get from the candidate's own counts against a stable figure frozen at what the short 50 % step saw.
-`bench/judge_bench.py --rule {pass-before-full,advance,pass-every-step}` compares the three; the
-default here is `pass-before-full` (the README has the figures).
+Why this rule (`bench/judge_bench.py --rule ...`, 1,000 runs per case, default criteria):
+- `advance` (no FAIL is enough until the last step, PASS only to promote): at 10 req/s the
+  last step waits for a PASS against a stable figure frozen after a 60 s step at 50 %: 67.5 %
+  of good candidates ended without a decision (vs 44.2 %), and +30 % latency was rolled back
+  after a median 720 s (vs 295 s); at 100 req/s it is the same as the default.
+- `pass-every-step`: PASS at 10 % costs the most: at 100 req/s good candidates were promoted
+  after a median 350 s (vs 180 s) and a 1 % error candidate rolled back after 170 s (vs 90 s);
+  at 10 req/s no good candidate was promoted.
+- `pass-before-full` (this module): the best figures in every case.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ from typing import Any
 
 from shared.analysis import sequential
 from shared.analysis.counts import ArmCounts
-from shared.analysis.criteria import Criteria, RateLimits
+from shared.analysis.criteria import Criteria, RateLimits, SlowLimits
 
 # Pseudo-requests at the stable rate that a young candidate's rate is shrunk towards when
 # estimating how much more traffic is needed (its own counts dominate after a few dozen).
@@ -226,8 +226,11 @@ class MetricJudgement:
         }
 
     def summary(self) -> str:
-        """`error rate 24.8% (31/125) vs stable 0.0% (0/1,130)`."""
-        text = f"{self.name} {_pct(self.candidate_rate)} ({self.candidate_events:,}/{self.candidate_requests:,})"
+        """`error rate 24.8% (31/125) vs stable 0.0% (0/1,130)`; the slow share names its threshold."""
+        name = self.name
+        if isinstance(self.limits, SlowLimits):
+            name += f" (>{self.limits.latency_threshold_ms:g} ms)"
+        text = f"{name} {_pct(self.candidate_rate)} ({self.candidate_events:,}/{self.candidate_requests:,})"
         if self.stable_requests:
             text += f" vs stable {_pct(self.stable_rate)} ({self.stable_events:,}/{self.stable_requests:,})"
         else:

@@ -95,3 +95,30 @@ def test_a_fixed_horizon_bound_would_fail_the_same_check() -> None:
                 misses += 1
                 break
     assert misses / streams > 0.2
+
+
+def test_joint_test_without_stable_traffic_is_the_candidate_alone() -> None:
+    # No stable requests: only the candidate's evidence counts (a guard rail at the cap).
+    def null(_: float) -> float:
+        return 0.05
+
+    # The candidate's share of the combination (0.45) is the price of an uninformative stable.
+    for s, n in [(3, 3), (4, 4), (10, 40), (2, 100), (40, 400)]:
+        joint, _ = sequential.rejects_joint((s, n), (0, 0), null, True, 0.025)
+        assert sequential.rejects_above(s, n, 0.05, 0.025) or not joint
+        assert joint or not sequential.rejects_above(s, n, 0.05, 0.025 * 0.45)
+    assert sequential.rejects_joint((4, 4), (0, 0), null, True, 0.025)[0]  # four errors in a row
+
+
+def test_joint_test_uses_both_revisions() -> None:
+    # Candidate 1 % over 3,000, stable 0.1 % over 8,000, limit 2x or +0.3 points: neither
+    # revision's separate bound settles it at these levels, the joint evidence does.
+    def null(p: float) -> float:
+        return min(0.05, max(2 * p, p + 0.003))
+
+    lower_c = sequential.lower_bound(30, 3000, 0.0125)
+    upper_s = sequential.upper_bound(8, 8000, 0.0125)
+    assert lower_c <= null(upper_s)
+    assert sequential.rejects_joint((30, 3000), (8, 8000), null, True, 0.025)[0]
+    # ... and it does not claim what the counts cannot show.
+    assert not sequential.rejects_joint((9, 3000), (8, 8000), null, True, 0.025)[0]

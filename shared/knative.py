@@ -16,6 +16,7 @@ from shared.serving import RevisionHealth, RevisionTemplate, ServiceView, Traffi
 GROUP = "serving.knative.dev"
 VERSION = "v1"
 MERGE_PATCH = "application/merge-patch+json"
+SERVICE_LABEL = "serving.knative.dev/service"  # set by Knative on every revision of a Service
 # Knative puts the container-level failure on one of these conditions.
 _FAILURE_CONDITIONS = ("ContainerHealthy", "ResourcesAvailable", "Ready")
 
@@ -117,15 +118,22 @@ class KnativeServing:
             return RevisionHealth(exists=False, ready=None)
         conditions = {c.get("type"): c for c in body.get("status", {}).get("conditions", [])}
         ready = conditions.get("Ready", {})
+        owner = (body.get("metadata", {}).get("labels") or {}).get(SERVICE_LABEL)
         if ready.get("status") == "True":
-            return RevisionHealth(exists=True, ready=True)
+            return RevisionHealth(exists=True, ready=True, service=owner)
         if ready.get("status") == "False":
             for kind in _FAILURE_CONDITIONS:
                 cond = conditions.get(kind, {})
                 if cond.get("status") == "False":
-                    return RevisionHealth(True, False, cond.get("reason"), cond.get("message"))
+                    return RevisionHealth(
+                        True, False, cond.get("reason"), cond.get("message"), service=owner
+                    )
         return RevisionHealth(
-            exists=True, ready=None, reason=ready.get("reason"), message=ready.get("message")
+            exists=True,
+            ready=None,
+            reason=ready.get("reason"),
+            message=ready.get("message"),
+            service=owner,
         )
 
     # helpers ------------------------------------------------------------------------------

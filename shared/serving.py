@@ -31,6 +31,8 @@ class RevisionHealth:
     ready: bool | None  # None: still deciding (condition Unknown)
     reason: str | None = None
     message: str | None = None
+    # The Knative Service the revision belongs to (its `serving.knative.dev/service` label).
+    service: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import json
 import random
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -392,9 +392,11 @@ class FakeServing:
 
     def _health(self, namespace: str, revision: FakeRevision) -> RevisionHealth:
         if revision.health is not None:
-            return revision.health
+            return replace(revision.health, service=revision.service)
         started = (self.clock.now() - revision.created_at).total_seconds() >= self.startup_seconds
-        return RevisionHealth(exists=True, ready=True if started else None)
+        return RevisionHealth(
+            exists=True, ready=True if started else None, service=revision.service
+        )
 
     def _validate_traffic(self, traffic: list[TrafficTarget]) -> None:
         total = sum(t.percent for t in traffic)

@@ -12,13 +12,15 @@ from shared.deps import Deps
 from shared.errors import PreconditionFailed, RetryableError
 from shared.model import Decision, Rollout
 from shared.phases import Outcome, Phase
+from shared.rollback_target import TargetRefused, check_target, name_target
 from shared.serving import STABLE_TAG, TrafficTarget
 from shared.steps.engine import MAX_ATTEMPTS, end_service_pointer, transition
-from shared.steps.ingest import revision_name
 from shared.store import MUST_NOT_EXIST, Change
 
 SOURCE = "rollback"
 HISTORY_LIMIT = 10  # how far back a rollback looks for the previous stable revision and for itself
+# How far back the records are read to tell whether a target revision served (and its image).
+TARGET_HISTORY_LIMIT = 200
 
 
 @dataclass
@@ -28,22 +30,6 @@ class RollbackReport:
     rollout_id: str
     target_revision: str
     ended_active: bool
-
-
-def _target_revision(
-    deps: Deps, request: RollbackRequest, stable: str | None, previous: str | None
-) -> str:
-    if request.revision:
-        if request.revision.startswith("sha256:"):
-            return revision_name(request.service, request.revision)
-        return request.revision
-    if stable:
-        return stable
-    if previous:
-        return previous
-    raise MalformedEvent(
-        f"service {request.service} has no stable revision to roll back to; name one with 'revision'"
-    )
 
 
 def _record_id(service: str, message_id: str) -> str:
@@ -96,19 +82,26 @@ def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackRepo
             if active_rollout
             else (last_promoted.stable_revision if last_promoted else None)
         )
-        target = _target_revision(deps, request, default_stable, record.stable_revision)
-        if active_rollout is None and not request.revision and target == record.stable_revision:
-            raise MalformedEvent(
-                f"service {request.service} already serves {target}, the revision it would roll back to; "
-                "name an older one with 'revision'"
-            )
-        if not deps.serving.revision_exists(record.namespace, target):
-            raise MalformedEvent(
-                f"rollback target revision {target!r} does not exist in namespace {record.namespace}"
-            )
-        # The target's image, from the rollout that last deployed it (None if out of reach).
-        known = deps.store.list_rollouts(request.service, limit=HISTORY_LIMIT * 3)
-        origin = next((r for r in known if r.revision == target and r.digest), None)
+        known = deps.store.list_rollouts(request.service, limit=TARGET_HISTORY_LIMIT)
+        try:
+            if request.revision:
+                target = name_target(record, known, request.revision)
+            elif default_stable or record.stable_revision:
+                target = default_stable or record.stable_revision or ""
+            else:
+                raise TargetRefused(
+                    f"service {request.service} has no stable revision to roll back to; "
+                    "name one with 'revision'"
+                )
+            if active_rollout is None and target == record.stable_revision:
+                raise TargetRefused(
+                    f"service {request.service} already serves {target}, the revision it would "
+                    "roll back to; name an older one with 'revision'"
+                )
+            checked = check_target(deps.serving, record, known, target)
+        except TargetRefused as exc:
+            raise MalformedEvent(f"rollback of {request.service} refused: {exc}") from None
+        origin = checked.origin
         reason = f"{request.reason} (requested by {request.requested_by or 'operator'}; message {message.message_id}): traffic to {target}"
         deps.serving.set_traffic(
             record.namespace, request.service, [TrafficTarget(target, 100, STABLE_TAG)]

@@ -9,13 +9,14 @@ from google.cloud import firestore
 
 from shared import metering
 from shared.errors import PermanentError, PreconditionFailed, RetryableError
-from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
+from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
 from shared.store import MUST_NOT_EXIST, Change, Versioned
 
 SERVICES = "services"
 ROLLOUTS = "rollouts"
 DECISIONS = "decisions"  # subcollection of each rollout: keeps the rollout document small
 IGNORED = "ignored"
+REQUESTS = "requests"  # operator requests, one document per idempotency key
 
 _TRANSIENT = (
     google_errors.ServiceUnavailable,
@@ -101,6 +102,11 @@ class FirestoreStore:
             Decision.from_document(_fields(s)) for s in self._call(lambda: list(query.stream()))
         ]
 
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """An operator request already applied or refused, or None."""
+        snap = self._call(self._db.collection(REQUESTS).document(request_id).get)
+        return RequestRecord.from_document(_fields(snap)) if snap.exists else None
+
     # writes -------------------------------------------------------------------------------
     def commit(self, change: Change) -> None:
         """Write a Change atomically; raise PreconditionFailed if any record moved since it was read."""
@@ -129,10 +135,16 @@ class FirestoreStore:
                 .document(decision.id)
             )
             batch.set(ref, to_firestore(decision.to_document()))
+        for request in change.requests:
+            ref = self._db.collection(REQUESTS).document(request.id)
+            self._write(batch, ref, request.to_document(), MUST_NOT_EXIST)
         # Firestore bills every document in the batch, whether or not the commit succeeds.
         metering.count(
             metering.FIRESTORE_WRITES,
-            len(change.rollouts) + len(change.services) + len(change.decisions),
+            len(change.rollouts)
+            + len(change.services)
+            + len(change.decisions)
+            + len(change.requests),
         )
         try:
             batch.commit()

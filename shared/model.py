@@ -168,3 +168,36 @@ class IgnoredEvent:
     def to_document(self) -> dict[str, Any]:
         """Firestore document fields."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """An operator request applied (or refused) once: created must-not-exist with the change it made.
+
+    Its id is derived from the request's idempotency key (a Pub/Sub message id, an Idempotency-Key
+    header, a request id), so a redelivery finds it and gets the same answer instead of acting twice.
+    """
+
+    id: str
+    key: str  # the idempotency key as given (bounded)
+    command: str  # "rollback", "abort", "promote", ...
+    service: str
+    at: datetime
+    status: str  # "applied" or "refused"
+    principal: str = ""  # who asked: the verified identity (or the publishing system)
+    reason: str = ""  # why they asked
+    detail: str = ""  # what happened, or why it was refused
+    rollout_id: str | None = None
+    fingerprint: str = ""  # what was asked, so a key reused for another request is noticed
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def to_document(self) -> dict[str, Any]:
+        """Firestore document fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> RequestRecord:
+        """Build from a Firestore document."""
+        values: dict[str, Any] = {k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc}
+        values["result"] = dict(values.get("result") or {})
+        return cls(**values)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
+from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
 
 T = TypeVar("T")
 
@@ -30,10 +30,12 @@ class Change:
     )  # (record, expected version)
     services: list[tuple[ServiceRecord, object]] = field(default_factory=list)
     decisions: list[tuple[str, Decision]] = field(default_factory=list)  # (rollout id, entry)
+    # Operator requests, each created must-not-exist: the change is applied once per request.
+    requests: list[RequestRecord] = field(default_factory=list)
 
     def empty(self) -> bool:
         """True when there is nothing to write."""
-        return not (self.rollouts or self.services or self.decisions)
+        return not (self.rollouts or self.services or self.decisions or self.requests)
 
 
 class Store(Protocol):
@@ -69,6 +71,10 @@ class Store(Protocol):
 
     def decisions(self, rollout_id: str) -> list[Decision]:
         """A rollout's decision log, oldest first."""
+        ...
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """An operator request already applied or refused, or None."""
         ...
 
     def commit(self, change: Change) -> None:

@@ -25,7 +25,7 @@ from events.steps import REGISTRY_TOPIC, STEP_TOPICS, StepEvent, StepType, parse
 from shared.clock import Clock, FakeClock
 from shared.deps import Deps
 from shared.errors import PermanentError, PreconditionFailed
-from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
+from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
 from shared.publisher import Publisher
 from shared.registry import register
 from shared.serving import (
@@ -61,6 +61,7 @@ class InMemoryStore:
         self._rollouts: dict[str, tuple[dict[str, Any], int]] = {}
         self._decisions: dict[str, dict[str, dict[str, Any]]] = {}
         self._ignored: dict[str, IgnoredEvent] = {}
+        self._requests: dict[str, dict[str, Any]] = {}
         # Called with every non-empty Change before it is checked; raising aborts the commit (crash injection).
         self.before_commit: list[CommitHook] = []
         self.commits = 0
@@ -132,6 +133,12 @@ class InMemoryStore:
             docs = [copy.deepcopy(d) for d in self._decisions.get(rollout_id, {}).values()]
         return [Decision.from_document(d) for d in sorted(docs, key=lambda d: d["seq"])]
 
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """An operator request already applied or refused, or None."""
+        with self._lock:
+            found = self._requests.get(request_id)
+        return RequestRecord.from_document(copy.deepcopy(found)) if found else None
+
     # writes --------------------------------------------------------------------------------
     def commit(self, change: Change) -> None:
         """Write a Change atomically; raise PreconditionFailed (writing nothing) if any record moved."""
@@ -144,6 +151,10 @@ class InMemoryStore:
                 self._check(self._rollouts, "rollout", rollout.id, expected)
             for service, expected in change.services:
                 self._check(self._services, "service", service.name, expected)
+            for request in change.requests:
+                if request.id in self._requests:
+                    self.failed_commits += 1
+                    raise PreconditionFailed(f"request {request.id} already exists")
             version = next(self._versions)
             for rollout, _expected in change.rollouts:
                 self._rollouts[rollout.id] = (copy.deepcopy(rollout.to_document()), version)
@@ -153,6 +164,8 @@ class InMemoryStore:
                 log = self._decisions.setdefault(rollout_id, {})
                 log[decision.id] = copy.deepcopy(decision.to_document())
                 self.decision_writes.append((rollout_id, decision.id))
+            for request in change.requests:
+                self._requests[request.id] = copy.deepcopy(request.to_document())
             self.commits += 1
 
     def record_ignored(self, event: IgnoredEvent) -> None:

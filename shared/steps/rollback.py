@@ -10,7 +10,8 @@ from events.operator import RollbackRequest, parse_rollback_request
 from events.pubsub import PubSubMessage
 from shared.deps import Deps
 from shared.errors import PreconditionFailed, RetryableError
-from shared.model import Decision, Rollout
+from shared.idempotency import MAX_KEY, request_id
+from shared.model import Decision, RequestRecord, Rollout
 from shared.phases import Outcome, Phase
 from shared.rollback_target import TargetRefused, check_target, name_target
 from shared.serving import STABLE_TAG, TrafficTarget
@@ -37,33 +38,24 @@ def _record_id(service: str, message_id: str) -> str:
     return f"{service}-rollback-{hashlib.sha256(message_id.encode()).hexdigest()[:8]}"
 
 
-def _applied_by(deps: Deps, service: str, message_id: str) -> Rollout | None:
-    """The rollout this request message already recorded or ended (it is being redelivered), if any."""
-    recorded = deps.store.get_rollout(_record_id(service, message_id))
-    if recorded is not None:
-        return recorded.value
-    for rollout in deps.store.list_rollouts(service, limit=HISTORY_LIMIT):
-        if rollout.phase is Phase.ROLLED_BACK and any(
-            d.message_id == message_id and d.outcome == Outcome.ROLLBACK_REQUESTED.value
-            for d in deps.store.decisions(rollout.id)
-        ):
-            return rollout
-    return None
-
-
 def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackReport:
     """Apply one operator rollback request."""
     request = parse_rollback_request(message.data)
+    request_key = request_id("pubsub", message.message_id)
     for _attempt in range(MAX_ATTEMPTS):
         now = deps.clock.now()
         service = deps.store.get_service(request.service)
         if service is None:
             raise MalformedEvent(f"rollback names unknown service {request.service!r}")
-        # Checked before anything is touched: a late redelivery must not end (or re-route) a newer rollout.
-        applied = _applied_by(deps, request.service, message.message_id)
+        # Checked before anything is touched: a redelivery, however late, must not end (or re-route)
+        # a newer rollout. The record is created must-not-exist with the change, so racing copies
+        # of one request cannot both apply.
+        applied = deps.store.get_request(request_key)
         if applied is not None:
             return RollbackReport(
-                applied.id, applied.stable_revision or applied.revision, ended_active=False
+                str(applied.rollout_id),
+                str(applied.result.get("target_revision")),
+                ended_active=False,
             )
         record = service.value
         active = (
@@ -173,6 +165,21 @@ def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackRepo
                 stable_digest=origin.digest if origin else None,
             )
         change.services.append((updated, service.version))
+        change.requests.append(
+            RequestRecord(
+                id=request_key,
+                key=message.message_id[:MAX_KEY],
+                command="rollback",
+                service=request.service,
+                at=now,
+                status="applied",
+                principal=request.requested_by or "operator",
+                reason=request.reason,
+                detail=reason,
+                rollout_id=rid,
+                result={"target_revision": target, "ended_active": active_rollout is not None},
+            )
+        )
         try:
             deps.store.commit(change)
         except PreconditionFailed:

@@ -330,3 +330,42 @@ def test_usage_counts_documents_read_and_written(store: FirestoreStore) -> None:
         store.decisions("iris-r1")
     assert usage[metering.FIRESTORE_WRITES] == 3
     assert usage[metering.FIRESTORE_READS] == 3  # one document, then a query returning two
+
+
+def test_a_request_record_is_created_once_with_its_change(store: FirestoreStore) -> None:
+    """A second change carrying the same request id fails as a whole: the request applies once."""
+    from shared.model import RequestRecord
+
+    store.put_service(service(), MUST_NOT_EXIST)
+    loaded = store.get_service("iris")
+    assert loaded is not None
+    request = RequestRecord(
+        id="a" * 40,
+        key="projects/p/messages/1 ü",
+        command="rollback",
+        service="iris",
+        at=T0,
+        status="applied",
+        principal="ann@example.com",
+        reason="p99 alarm",
+        rollout_id="iris-r1",
+        result={"target_revision": "iris-old"},
+    )
+    first = Change(
+        services=[(loaded.value.evolve(stable_revision="iris-old"), loaded.version)],
+        requests=[request],
+    )
+    store.commit(first)
+    assert store.get_request(request.id) == request
+
+    again = store.get_service("iris")
+    assert again is not None
+    second = Change(
+        services=[(again.value.evolve(stable_revision="iris-other"), again.version)],
+        requests=[request],
+    )
+    with pytest.raises(PreconditionFailed):
+        store.commit(second)
+    after = store.get_service("iris")
+    assert after is not None and after.value.stable_revision == "iris-old"
+    assert store.get_request("b" * 40) is None

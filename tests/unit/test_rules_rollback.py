@@ -527,3 +527,47 @@ def test_a_full_digest_target_names_the_revision_it_deployed() -> None:
     assert isinstance(report, rollback.RollbackReport)
     assert report.target_revision == world.revision("v1")
     assert world.traffic() == {world.revision("v1"): 100}
+
+
+# --------------------------------------------------------------------------------------------
+# A request is applied once, whatever the redelivery (issue 7)
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_rollback_redelivered_after_many_later_rollouts_is_not_applied_again() -> None:
+    """The request record, not a scan of recent history, recognises the redelivery."""
+    world, pipeline = setup("v1")
+    start_rollout_at_50(world, pipeline)
+    request_rollback(world, {"service": "iris", "reason": "p99"}, message_id="rb-once")
+    pipeline.run()
+    # Eleven more pushes promoted since: the rollback's rollout is far out of any "recent" window.
+    promote(world, pipeline, *(f"v{n}" for n in range(3, 14)))
+    before = state(world)
+
+    report = request_rollback(world, {"service": "iris", "reason": "p99"}, message_id="rb-once")
+
+    assert isinstance(report, rollback.RollbackReport)
+    assert report.target_revision == world.revision("v1") and not report.ended_active
+    assert state(world) == before
+    assert world.traffic() == {world.revision("v13"): 100}
+
+
+def test_racing_copies_of_one_rollback_apply_once() -> None:
+    """Two deliveries of one message that both read before either commits: one applies, one finds it."""
+    world, pipeline = setup("v1", "v2")
+    racing: list[Any] = []
+
+    def second_copy_lands_first(change: Any) -> None:
+        if change.requests and not racing:
+            racing.append(None)  # the hook runs again inside the second copy's own commit
+            racing[0] = request_rollback(world, {"service": "iris"}, message_id="rb-race")
+
+    world.store.before_commit.append(second_copy_lands_first)
+    report = request_rollback(world, {"service": "iris"}, message_id="rb-race")
+
+    assert isinstance(report, rollback.RollbackReport) and isinstance(
+        racing[0], rollback.RollbackReport
+    )
+    assert len(rollback_records(world)) == 1
+    assert world.traffic() == {world.revision("v1"): 100}
+    assert service(world).stable_revision == world.revision("v1")

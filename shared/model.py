@@ -71,6 +71,9 @@ class Rollout:
     due_at: datetime | None = None  # when the next step should run (None: nothing scheduled)
     emitted_at: datetime | None = None  # when the next step's event was last published
     ready_deadline_at: datetime | None = None
+    # The current phase's own deadline (validation warm-up, a pause, the approval gate): when it
+    # passes, the engine ends the phase along its deadline edge (phases.DEADLINE_OUTCOMES).
+    deadline_at: datetime | None = None
     ended_at: datetime | None = None
     pushed_at: datetime | None = None  # registry publish time: orders pushes that race each other
     cause: str = ""  # id of the registry message that started it

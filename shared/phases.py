@@ -65,6 +65,7 @@ class Outcome(StrEnum):
     VALIDATION_PASSED = "validation_passed"
     FIRST_DEPLOY_VALIDATED = "first_deploy_validated"
     VALIDATION_FAILED = "validation_failed"
+    VALIDATION_DEADLINE = "validation_deadline_exceeded"
     STEP_APPLIED = "step_applied"
     STEP_PASSED = "step_passed"
     LAST_STEP_PASSED = "last_step_passed"
@@ -85,6 +86,7 @@ TRANSITIONS: dict[tuple[Phase, Outcome], Phase] = {
     (Phase.VALIDATING, Outcome.VALIDATION_PASSED): Phase.SHIFTING,
     (Phase.VALIDATING, Outcome.FIRST_DEPLOY_VALIDATED): Phase.PROMOTING,
     (Phase.VALIDATING, Outcome.VALIDATION_FAILED): Phase.FAILED,
+    (Phase.VALIDATING, Outcome.VALIDATION_DEADLINE): Phase.FAILED,
     (Phase.SHIFTING, Outcome.STEP_APPLIED): Phase.SHIFTING,
     (Phase.SHIFTING, Outcome.STEP_PASSED): Phase.SHIFTING,
     (Phase.SHIFTING, Outcome.LAST_STEP_PASSED): Phase.PROMOTING,
@@ -92,6 +94,13 @@ TRANSITIONS: dict[tuple[Phase, Outcome], Phase] = {
     (Phase.PROMOTING, Outcome.PROMOTED): Phase.PROMOTED,
     **{(phase, Outcome.SUPERSEDED): Phase.SUPERSEDED for phase in _EVERY_ACTIVE},
     **{(phase, Outcome.ROLLBACK_REQUESTED): Phase.ROLLED_BACK for phase in _EVERY_ACTIVE},
+}
+
+
+# Phases with a deadline of their own (Rollout.deadline_at), and the edge taken when it passes:
+# every wait ends in a recorded outcome, never in retries forever.
+DEADLINE_OUTCOMES: dict[Phase, Outcome] = {
+    Phase.VALIDATING: Outcome.VALIDATION_DEADLINE,
 }
 
 

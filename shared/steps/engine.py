@@ -12,7 +12,7 @@ from shared.deps import Deps
 from shared.errors import PreconditionFailed, RetryableError
 from shared.logs import get_logger
 from shared.model import Decision, Rollout, ServiceRecord
-from shared.phases import Outcome, Phase, next_phase
+from shared.phases import DEADLINE_OUTCOMES, Outcome, Phase, next_phase
 from shared.serving import STABLE_TAG, TrafficTarget
 from shared.spec import ServiceSpec
 from shared.steps.traffic import desired_traffic
@@ -105,7 +105,14 @@ def transition(
     """Move a rollout along the table and write the matching, deterministically named log entry."""
     target = next_phase(rollout.phase, outcome)
     seq = rollout.seq + 1
-    fields: dict[str, Any] = {"phase": target, "seq": seq, "updated_at": now, "due_at": now}
+    # A phase's own deadline ends with the phase; the step entering a phase with one sets it anew.
+    fields: dict[str, Any] = {
+        "phase": target,
+        "seq": seq,
+        "updated_at": now,
+        "due_at": now,
+        "deadline_at": None,
+    }
     if target.terminal:
         fields.update(reason=reason, ended_at=now, due_at=None)
     fields.update(updates)
@@ -165,7 +172,7 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
             event=event,
             now=deps.clock.now(),
         )
-        plan = act(context)
+        plan = deadline_plan(context) or act(context)
         if plan is None:
             return StepReport("waiting", rollout.id, rollout.phase.value, "not due yet")
         touched_traffic = touched_traffic or plan.touched_traffic
@@ -210,6 +217,35 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
     raise RetryableError(
         f"rollout {event.rollout_id}: still contended after {MAX_ATTEMPTS} attempts; will retry"
     )
+
+
+def deadline_plan(ctx: StepContext) -> Plan | None:
+    """The phase's deadline edge when its own deadline has passed (None otherwise): traffic back on stable."""
+    rollout = ctx.rollout
+    outcome = DEADLINE_OUTCOMES.get(rollout.phase)
+    if outcome is None or rollout.deadline_at is None or ctx.now < rollout.deadline_at:
+        return None
+    ended, decision = ctx.transition(
+        outcome,
+        reason=f"{rollout.phase.value} did not finish by its deadline "
+        f"({rollout.deadline_at.isoformat()}): {DEADLINE_REASONS[rollout.phase]}",
+        values={"phase": rollout.phase.value, "traffic_percent_before": rollout.traffic_percent},
+        thresholds={"deadline_at": rollout.deadline_at.isoformat()},
+        traffic_percent=0,
+    )
+    touched = apply_traffic(ctx.deps, ended)
+    return Plan(
+        ended,
+        decision,
+        service=end_service_pointer(ctx.service, ended, ctx.now),
+        touched_traffic=touched,
+    )
+
+
+# What a passed deadline means, per phase, for the decision log.
+DEADLINE_REASONS: dict[Phase, str] = {
+    Phase.VALIDATING: "no smoke-check verdict in time (e.g. the candidate's tag URL never appeared)",
+}
 
 
 def publish_next(deps: Deps, rollout: Rollout, *, cause: str, source: str) -> str:

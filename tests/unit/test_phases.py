@@ -141,3 +141,12 @@ def test_outcome_values_are_unique_lower_case_ids() -> None:
     values = [o.value for o in Outcome]
     assert len(set(values)) == len(values)
     assert all(v == v.lower() and " " not in v for v in values)
+
+
+def test_every_phase_deadline_is_an_edge_of_the_table() -> None:
+    """A phase with a deadline of its own leaves it along a real edge, to a terminal phase."""
+    from shared.phases import DEADLINE_OUTCOMES
+
+    assert Phase.VALIDATING in DEADLINE_OUTCOMES
+    for phase, outcome in DEADLINE_OUTCOMES.items():
+        assert next_phase(phase, outcome).terminal

@@ -554,7 +554,7 @@ def test_a_rollback_redelivered_after_many_later_rollouts_is_not_applied_again()
 
 def test_racing_copies_of_one_rollback_apply_once() -> None:
     """Two deliveries of one message that both read before either commits: one applies, one finds it."""
-    world, pipeline = setup("v1", "v2")
+    world, _pipeline = setup("v1", "v2")
     racing: list[Any] = []
 
     def second_copy_lands_first(change: Any) -> None:

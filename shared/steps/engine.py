@@ -225,20 +225,15 @@ def deadline_plan(ctx: StepContext) -> Plan | None:
     outcome = DEADLINE_OUTCOMES.get(rollout.phase)
     if outcome is None or rollout.deadline_at is None or ctx.now < rollout.deadline_at:
         return None
-    ended, decision = ctx.transition(
+    from shared.steps.failing import end_badly  # failing builds on this module
+
+    return end_badly(
+        ctx,
         outcome,
-        reason=f"{rollout.phase.value} did not finish by its deadline "
+        f"{rollout.phase.value} did not finish by its deadline "
         f"({rollout.deadline_at.isoformat()}): {DEADLINE_REASONS[rollout.phase]}",
         values={"phase": rollout.phase.value, "traffic_percent_before": rollout.traffic_percent},
         thresholds={"deadline_at": rollout.deadline_at.isoformat()},
-        traffic_percent=0,
-    )
-    touched = apply_traffic(ctx.deps, ended)
-    return Plan(
-        ended,
-        decision,
-        service=end_service_pointer(ctx.service, ended, ctx.now),
-        touched_traffic=touched,
     )
 
 

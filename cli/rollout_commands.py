@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -281,6 +282,13 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
     target = resolve()
     status = fetch(target, f"/services/{args.service}")  # unknown service: the error, nothing else
+    if args.rollout is not None:
+        # An unknown id is said at once (it used to be waited for until the timeout).
+        named = fetch(target, f"/rollouts/{quote(args.rollout, safe='')}")
+        if named.get("service") != args.service:
+            raise CommandError(
+                f"rollout {args.rollout} is a rollout of {named.get('service')}, not {args.service}"
+            )
     if args.rollout is None and status["active_rollout"] is None and status["last_rollout"]:
         last = status["last_rollout"]
         print(

@@ -21,6 +21,10 @@ class ServiceRecord:
     active_rollout_id: str | None = None
     registered_at: datetime | None = None
     updated_at: datetime | None = None
+    # Set by DELETE /services/NAME: its Knative Service is gone, its history stays readable, and a
+    # push no longer deploys it (until it is registered again).
+    deleted_at: datetime | None = None
+    deleted_by: str | None = None
 
     @property
     def namespace(self) -> str:
@@ -84,6 +88,8 @@ class Rollout:
     # The service spec as it was when the rollout started: a rollout is judged by the rules it began
     # with, even if the service is re-registered meanwhile ({} for records from before snapshots).
     spec: dict[str, Any] = field(default_factory=dict)
+    # Who approved promotion at the spec's approval gate (None: not approved, or no gate).
+    approved_by: str | None = None
     # The canary analysis' running state (judge state, window start, last figures); {} before traffic.
     analysis: dict[str, Any] = field(default_factory=dict)
 

@@ -24,6 +24,16 @@ def register(store: Store, spec: ServiceSpec, now: datetime) -> tuple[ServiceRec
                 continue
             return record, True
         record = existing.value.evolve(spec=spec.to_document(), updated_at=now)
+        if record.deleted_at is not None:
+            # Registered again after a delete: its Knative Service is gone, so nothing is stable.
+            record = record.evolve(
+                deleted_at=None,
+                deleted_by=None,
+                stable_revision=None,
+                stable_image=None,
+                stable_digest=None,
+                active_rollout_id=None,
+            )
         try:
             store.put_service(record, existing.version)
         except PreconditionFailed:

@@ -378,6 +378,16 @@ class FakeServing:
             return RevisionHealth(exists=False, ready=None)
         return self._health(namespace, found)
 
+    def delete_service(self, namespace: str, name: str) -> bool:
+        """Forget the Service and its revisions (Knative's owner references cascade)."""
+        self._enter("delete_service", namespace, name)
+        existed = self.traffic.pop((namespace, name), None) is not None
+        for key in [
+            k for k, r in self.revisions.items() if k[0] == namespace and r.service == name
+        ]:
+            del self.revisions[key]
+        return existed
+
     # the model behind the tag URLs -----------------------------------------------------------
     def http_client(self) -> httpx.Client:
         """An httpx client whose requests reach the revision a tag URL routes to (no network)."""

@@ -243,6 +243,10 @@ def test_rollback_with_nothing_in_flight_returns_to_the_previous_stable_revision
     assert decision.values == {
         "target_revision": world.revision("v1"),
         "previous_stable_revision": world.revision("v2"),
+        # Who asked: Pub/Sub carries no verified identity, so the topic (and the body's claim).
+        "requested_by": "topic hekaton-rollback for bob",
+        "request_reason": "operator rollback",
+        "request_key": "rb-idle",
     }
     # The promoted rollouts' history is untouched.
     assert world.only_rollout(digest_of("v2")).phase is Phase.PROMOTED

@@ -36,7 +36,12 @@ from local.components import (
     start_component,
 )
 from local.emulators import FIRESTORE, PUBSUB, emulator_component
-from local.functions_stack import function_components, ticker_component, wire_subscriptions
+from local.functions_stack import (
+    auth_keys,
+    function_components,
+    ticker_component,
+    wire_subscriptions,
+)
 from local.kubeconfig import write_kubeconfig
 from local.procs import ManagedProcess, StopResult, tail
 from local.stack_state import (
@@ -121,6 +126,7 @@ def default_plan(options: StackOptions) -> list[PlanStep]:
         cluster_component(options.cluster_command),
     )
     return [
+        SetupStep("auth keys", auth_keys),
         ComponentGroup(core),
         ComponentGroup(function_components()),
         SetupStep("push subscriptions", wire_subscriptions),

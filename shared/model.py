@@ -174,6 +174,11 @@ class IgnoredEvent:
     excerpt: str = ""
     topic: str | None = None
 
+    @property
+    def id(self) -> str:
+        """The record's id: one per function and message (Firestore-safe: no '/', bounded)."""
+        return f"{self.function}-{self.message_id}"[:1500].replace("/", "_")
+
     def to_document(self) -> dict[str, Any]:
         """Firestore document fields."""
         return asdict(self)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.errors import PermanentError
 
@@ -31,6 +31,21 @@ class Settings(BaseModel):
     publish_max_latency_seconds: float = Field(default=0.005, ge=0)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     log_format: str = Field(default="json", pattern="^(json|text)$")
+    # Who may call the control and read APIs: a JWT (RS256) from this issuer, signed by a key of
+    # this JWKS (an https URL or a file path), for one of these audiences (in GCP: each function's
+    # URL; Google ID tokens), whose principal (email, else sub) matches one of the patterns
+    # (fnmatch, e.g. `*@example.com`). No audience or no pattern: every call is refused.
+    auth_issuer: str = "https://accounts.google.com"
+    auth_jwks: str = "https://www.googleapis.com/oauth2/v3/certs"
+    auth_audiences: tuple[str, ...] = ()
+    allowed_principals: tuple[str, ...] = ()
+
+    @field_validator("auth_audiences", "allowed_principals", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +63,10 @@ class Settings(BaseModel):
             "publish_max_latency_seconds": "HEKATON_PUBLISH_MAX_LATENCY_SECONDS",
             "http_timeout_seconds": "HEKATON_HTTP_TIMEOUT_SECONDS",
             "log_format": "HEKATON_LOG_FORMAT",
+            "auth_issuer": "HEKATON_AUTH_ISSUER",
+            "auth_jwks": "HEKATON_AUTH_JWKS",
+            "auth_audiences": "HEKATON_AUTH_AUDIENCES",
+            "allowed_principals": "HEKATON_ALLOWED_PRINCIPALS",
         }
         for field, variable in optional.items():
             if env.get(variable):

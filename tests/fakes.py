@@ -79,13 +79,17 @@ class InMemoryStore:
                 return None
             return Versioned(ServiceRecord.from_document(copy.deepcopy(found[0])), found[1])
 
-    def list_services(self) -> list[ServiceRecord]:
-        """Every registered service, by name."""
+    def list_services(
+        self, limit: int | None = None, after: str | None = None
+    ) -> list[ServiceRecord]:
+        """Registered services by name (at most `limit`, those after the name `after`)."""
         with self._lock:
-            return [
+            found = [
                 ServiceRecord.from_document(copy.deepcopy(doc))
-                for _, (doc, _v) in sorted(self._services.items())
+                for name, (doc, _v) in sorted(self._services.items())
+                if after is None or name > after
             ]
+        return found if limit is None else found[:limit]
 
     def services_for_repository(self, repository: str) -> list[Versioned[ServiceRecord]]:
         """The services following an image repository (by name, like a Firestore query)."""
@@ -109,13 +113,18 @@ class InMemoryStore:
                 return None
             return Versioned(Rollout.from_document(copy.deepcopy(found[0])), found[1])
 
-    def list_rollouts(self, service: str, limit: int = 20) -> list[Rollout]:
+    def list_rollouts(
+        self, service: str, limit: int = 20, after: str | None = None
+    ) -> list[Rollout]:
         """A service's rollouts, newest first (ties by id, descending, as Firestore orders them)."""
         with self._lock:
             docs = [
                 copy.deepcopy(d) for d, _v in self._rollouts.values() if d["service"] == service
             ]
         docs.sort(key=lambda d: (d["created_at"], d["id"]), reverse=True)
+        if after is not None:
+            ids = [d["id"] for d in docs]
+            docs = docs[ids.index(after) + 1 :] if after in ids else []
         return [Rollout.from_document(d) for d in docs[:limit]]
 
     def active_rollouts(self) -> list[Versioned[Rollout]]:
@@ -127,11 +136,12 @@ class InMemoryStore:
                 if doc["active"]
             ]
 
-    def decisions(self, rollout_id: str) -> list[Decision]:
-        """A rollout's decision log, oldest first."""
+    def decisions(self, rollout_id: str, after_seq: int = 0) -> list[Decision]:
+        """A rollout's decision log, oldest first (entries with seq > after_seq)."""
         with self._lock:
             docs = [copy.deepcopy(d) for d in self._decisions.get(rollout_id, {}).values()]
-        return [Decision.from_document(d) for d in sorted(docs, key=lambda d: d["seq"])]
+        ordered = sorted((d for d in docs if d["seq"] > after_seq), key=lambda d: d["seq"])
+        return [Decision.from_document(d) for d in ordered]
 
     def get_request(self, request_id: str) -> RequestRecord | None:
         """An operator request already applied or refused, or None."""
@@ -171,13 +181,21 @@ class InMemoryStore:
     def record_ignored(self, event: IgnoredEvent) -> None:
         """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""
         with self._lock:
-            self._ignored[f"{event.function}-{event.message_id}"] = event
+            self._ignored[event.id] = event
 
-    def list_ignored(self, limit: int = 50) -> list[IgnoredEvent]:
-        """Recently ignored messages, newest first."""
+    def list_ignored(self, limit: int = 50, after: str | None = None) -> list[IgnoredEvent]:
+        """Recently ignored messages, newest first (those older than the entry with id `after`)."""
         with self._lock:
-            events = list(self._ignored.values())
-        return sorted(events, key=lambda e: e.at, reverse=True)[:limit]
+            events = sorted(self._ignored.values(), key=lambda e: (e.at, e.id), reverse=True)
+        if after is not None:
+            ids = [e.id for e in events]
+            events = events[ids.index(after) + 1 :] if after in ids else []
+        return events[:limit]
+
+    def count_ignored(self) -> int:
+        """How many ignored messages are kept."""
+        with self._lock:
+            return len(self._ignored)
 
     # helpers -------------------------------------------------------------------------------
     def _check(

@@ -31,6 +31,10 @@ def test_every_variable_is_read() -> None:
             "HEKATON_PUBLISH_MAX_LATENCY_SECONDS": "0",
             "HEKATON_HTTP_TIMEOUT_SECONDS": "2.5",
             "HEKATON_LOG_FORMAT": "text",
+            "HEKATON_AUTH_ISSUER": "hekaton-local",
+            "HEKATON_AUTH_JWKS": "/tmp/jwks.json",
+            "HEKATON_AUTH_AUDIENCES": "https://a.run.app, https://b.run.app",
+            "HEKATON_ALLOWED_PRINCIPALS": "*@example.com,ops@x.org",
         }
     )
     assert settings == Settings(
@@ -43,6 +47,10 @@ def test_every_variable_is_read() -> None:
         publish_max_latency_seconds=0,
         http_timeout_seconds=2.5,
         log_format="text",
+        auth_issuer="hekaton-local",
+        auth_jwks="/tmp/jwks.json",
+        auth_audiences=("https://a.run.app", "https://b.run.app"),
+        allowed_principals=("*@example.com", "ops@x.org"),
     )
     # Every field was set from its variable (a new field without a variable would keep its default).
     defaults = Settings(project="default")

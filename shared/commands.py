@@ -69,7 +69,8 @@ class CommandResult:
     def as_dict(self) -> dict[str, Any]:
         """The JSON body the control API answers with."""
         body = asdict(self)
-        return {**body, **body.pop("result")}
+        result = body.pop("result")
+        return {**body, **result}
 
 
 def bounded(text: str | None, limit: int = MAX_REASON) -> str:

@@ -103,11 +103,11 @@ def handle(deps: Deps, message: PubSubMessage) -> IngestReport:
                 service=spec.name,
             )
             continue
-        _start(deps, message, event, spec, pushed_at, report)
+        start(deps, message, event, spec, pushed_at, report)
     return report
 
 
-def _start(
+def start(
     deps: Deps,
     message: PubSubMessage,
     event: RegistryEvent,
@@ -115,6 +115,7 @@ def _start(
     pushed_at: datetime,
     report: IngestReport,
 ) -> None:
+    """Start (or recognise, on redelivery) the rollout of `event`'s image for one service."""
     digest = event.image.digest or ""
     rid = rollout_id(spec.name, digest, message.message_id)
 

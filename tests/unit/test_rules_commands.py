@@ -166,7 +166,7 @@ def test_unknown_service_and_rollout_are_404() -> None:
 
 
 def test_a_command_is_applied_once_whatever_the_redelivery() -> None:
-    world, pipeline = shifting()
+    world, _pipeline = shifting()
     first = command(world, "pause", key="same")
     again = command(world, "pause", key="same")
     assert (first.status, again.status) == ("applied", "repeated")

@@ -29,6 +29,15 @@ def iris_spec(**overrides: Any) -> dict[str, Any]:
 
 
 def e2e_spec(name: str, repository: str, **overrides: Any) -> dict[str, Any]:
-    """The iris spec renamed to `name`, following `repository`, in the e2e namespace, no bake."""
-    fields: dict[str, Any] = {"namespace": E2E_NAMESPACE, "bake_seconds": 0, **overrides}
+    """The iris spec renamed to `name`, following `repository`, in the e2e namespace, no bake.
+
+    Analysis is off by default: these services get no load, so metrics could only say "not enough
+    evidence"; the tests of metric analysis turn it on.
+    """
+    fields: dict[str, Any] = {
+        "namespace": E2E_NAMESPACE,
+        "bake_seconds": 0,
+        "analysis": {"enabled": False},
+        **overrides,
+    }
     return iris_spec(name=name, image=repository, **fields)

@@ -25,6 +25,7 @@ class ServiceRecord:
     # push no longer deploys it (until it is registered again).
     deleted_at: datetime | None = None
     deleted_by: str | None = None
+    updated_by: str | None = None  # who last registered the spec (a verified principal)
 
     @property
     def namespace(self) -> str:

@@ -82,6 +82,7 @@ def service_status(store: Store, serving: ServingProvider | None, name: str) -> 
         "last_rollout": rollout_summary(finished) if finished else None,
         "deleted_at": _time(record.deleted_at),
         "deleted_by": record.deleted_by,
+        "updated_by": record.updated_by,
     }
 
 

@@ -10,20 +10,26 @@ from shared.spec import ServiceSpec
 from shared.store import MUST_NOT_EXIST, Store
 
 
-def register(store: Store, spec: ServiceSpec, now: datetime) -> tuple[ServiceRecord, bool]:
-    """Create or update the service record; returns (record, created)."""
+def register(
+    store: Store, spec: ServiceSpec, now: datetime, *, by: str | None = None
+) -> tuple[ServiceRecord, bool]:
+    """Create or update the service record (`by`: who asked); returns (record, created)."""
     for _attempt in range(5):
         existing = store.get_service(spec.name)
         if existing is None:
             record = ServiceRecord(
-                name=spec.name, spec=spec.to_document(), registered_at=now, updated_at=now
+                name=spec.name,
+                spec=spec.to_document(),
+                registered_at=now,
+                updated_at=now,
+                updated_by=by,
             )
             try:
                 store.put_service(record, MUST_NOT_EXIST)
             except PreconditionFailed:
                 continue
             return record, True
-        record = existing.value.evolve(spec=spec.to_document(), updated_at=now)
+        record = existing.value.evolve(spec=spec.to_document(), updated_at=now, updated_by=by)
         if record.deleted_at is not None:
             # Registered again after a delete: its Knative Service is gone, so nothing is stable.
             record = record.evolve(

@@ -37,7 +37,7 @@ def put_service(
             raise Refused(
                 "invalid", f"'image' is from {ref.repository}, but {spec.name} follows {spec.image}"
             )
-    record, created = register(deps.store, spec, deps.clock.now())
+    record, created = register(deps.store, spec, deps.clock.now(), by=principal)
     answer: dict[str, Any] = {"service": record.name, "created": created}
     if ref is not None:
         if not spec.accepts_tag(ref.tag):

@@ -79,6 +79,7 @@ class ServiceStatus(_View):
     last_rollout: RolloutSummary | None
     deleted_at: str | None = None
     deleted_by: str | None = None
+    updated_by: str | None = None  # who last registered the spec
 
 
 class ServiceItem(_View):

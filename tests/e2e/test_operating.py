@@ -120,6 +120,36 @@ def test_operating_a_rollout_through_the_cli_and_the_apis(e2e_stack: E2EStack) -
             assert response.status_code == 401, (api, token, response.text)
             assert set(response.json()) == {"error"}
 
+    # Bad input: refused with a reason, recorded, nothing changed.
+    token = stack.token()
+    before = stack.status(SERVICE)
+    for path, body, status, says in (
+        (f"/services/{SERVICE}/rollback", b"\xff\xfe", 422, "not UTF-8"),
+        (f"/services/{SERVICE}/rollback", b"[" * 10_000 + b"]" * 10_000, 422, "nested deeper"),
+        (f"/services/{SERVICE}/rollback", b'{"reason": "' + b"x" * 100_000 + b'"}', 422, "longer"),
+        (f"/services/{SERVICE}/rollback", b'{"revision": "../../x"}', 422, "not a revision"),
+        ("/services/..%2F..%2Fetc/abort", b"", 404, ""),
+        (f"/services/{SERVICE}/approve", b"", 409, "has no rollout in flight for approve"),
+        (
+            f"/rollouts/{running['id']}/resume",
+            b"",
+            409,
+            "resume is not possible while the rollout is PROMOTED; it applies to PAUSED",
+        ),
+        ("/services/no-such-service/abort", b"", 404, "is not registered"),
+    ):
+        response = stack._http.post(
+            stack.state.exports["control_url"] + path,
+            content=body,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == status, (path, response.text)
+        assert says in response.json()["error"]
+    assert stack.status(SERVICE)["traffic"] == before["traffic"]
+    recorded = [e for e in stack.ignored() if e["function"] == "control"]
+    assert any("nested deeper" in e["reason"] for e in recorded)
+    assert all(len(e["excerpt"]) <= 300 and len(e["reason"]) <= 500 for e in recorded)
+
     # DELETE with a token from `hekaton token`: gone from the cluster, history still readable.
     token = stack.cli("token").stdout.strip()
     response = stack.api("DELETE", f"/services/{SERVICE}", token=token)

@@ -19,6 +19,12 @@ from events.errors import MalformedEvent
 from events.steps import REGISTRY_TOPIC
 
 TERMINAL = {"PROMOTED", "FAILED", "ROLLED_BACK", "SUPERSEDED", "DELETED"}
+# What happens to a rollout in a phase with a deadline of its own when the deadline passes.
+AT_DEADLINE = {
+    "PAUSED": "rolled back unless resumed (or promoted) before",
+    "AWAITING_APPROVAL": "rolled back unless approved before",
+    "VALIDATING": "FAILED without a verdict by then",
+}
 ACCEPT_TIMEOUT = 30.0  # seconds for hekaton to start (or ignore) a pushed image
 
 __all__ = ["CommandError", "Refusal", "fetch"]
@@ -211,12 +217,20 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append("    (no traffic reported by the cluster)")
     if status.get("cluster_error"):
         lines.append(f"  cluster: {status['cluster_error']}")
+    if status.get("deleted_at"):
+        lines.append(
+            f"  deleted: {status['deleted_at']} by {status.get('deleted_by') or '?'} "
+            "(its Knative Service is gone; register it again to deploy it)"
+        )
     active, last = status.get("active_rollout"), status.get("last_rollout")
     if active:
         lines.append(
             f"  active:  {active['id']}  {active['phase']}  step {active['step']} of {active['steps']}  "
             f"{short_image(active['image'])}"
         )
+        if active.get("deadline_at"):
+            then = AT_DEADLINE.get(active["phase"], "ends")
+            lines.append(f"  deadline: {active['deadline_at']}: {then}")
         if active.get("analysis"):
             lines.append(f"  live:    {render_figures(active['analysis'])}")
     else:
@@ -424,11 +438,14 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     if args.to:
         body["revision"] = args.to
     answer = control(resolve(), "POST", f"/services/{quote(args.service, safe='')}/rollback", body)
+    ended = (
+        f"; rollout {answer['rollout_id']} ended ROLLED_BACK" if answer.get("ended_active") else ""
+    )
+    again = " [already applied]" if answer["status"] == "repeated" else ""
     emit(
         args,
         answer,
-        f"rolled back {args.service}: traffic on {answer.get('target_revision')} "
-        f"({answer['detail']})" + (" [already applied]" if answer["status"] == "repeated" else ""),
+        f"rolled back {args.service}: all traffic on {answer.get('target_revision')}{ended}{again}",
     )
     return 0
 

@@ -71,10 +71,10 @@ class CommandContext:
 
     def reason(self, what: str | None = None) -> str:
         """`<command> requested by <principal>: <reason>` (+ what it did)."""
-        text = (
-            f"{self.request.command} requested by {self.request.principal} "
-            f"(request {bounded(self.request.key, 80)})"
-        )
+        text = f"{self.request.command} requested by {self.request.principal}"
+        if self.request.origin == "pubsub":
+            # A message id helps find the publisher's side; an API request's key is in the values.
+            text += f" (message {bounded(self.request.key, 80)})"
         if self.request.reason:
             text += f": {self.request.reason}"
         return f"{text} ({what})" if what else text

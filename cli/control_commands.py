@@ -72,9 +72,9 @@ def register(subparsers: Any) -> None:
                 type=float,
                 help="the pause's deadline in seconds (default 3600)",
             )
-        if name in WAITS_FOR_PROMOTION:
-            p.add_argument("--no-wait", action="store_true", help="do not follow to PROMOTED")
-            p.add_argument("--timeout", type=float, default=600.0)
+        # promote/approve follow the rollout to its end; the others are done when answered.
+        p.add_argument("--no-wait", action="store_true", help="do not follow it to its end")
+        p.add_argument("--timeout", type=float, default=600.0)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=guard(_steer), command=name)
     p = subparsers.add_parser(

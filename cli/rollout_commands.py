@@ -512,5 +512,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("service")
     p.add_argument("--to", help="revision name or full image digest (sha256:<64 hex>)")
     p.add_argument("--reason", default="operator rollback")
+    p.add_argument(
+        "--no-wait", action="store_true", help="accepted; a rollback is done when answered"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guard(_cmd_rollback))

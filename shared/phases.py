@@ -133,6 +133,14 @@ TRANSITIONS: dict[tuple[Phase, Outcome], Phase] = {
     **{(phase, Outcome.SERVICE_DELETED): Phase.DELETED for phase in _EVERY_ACTIVE},
 }
 
+# How a rollout comes to exist: its first log entry's outcome and the phases it may be born in.
+# A push starts DEPLOYING (or SUPERSEDED at once when a newer image was already pushed); an
+# operator rollback with nothing in flight is kept as a rollout born ROLLED_BACK.
+BIRTHS: dict[Outcome, frozenset[Phase]] = {
+    Outcome.CREATED: frozenset({Phase.DEPLOYING, Phase.SUPERSEDED}),
+    Outcome.ROLLBACK_REQUESTED: frozenset({Phase.ROLLED_BACK}),
+}
+
 # The operator commands and the edge each one takes. Where a command applies is read off the table.
 COMMANDS: dict[str, Outcome] = {
     "abort": Outcome.ABORT_REQUESTED,
@@ -175,6 +183,13 @@ def command_refusal(command: str, phase: Phase) -> str | None:
 
 class IllegalTransition(ValueError):
     """A step tried to move a rollout along an edge the table does not have (a bug, never input)."""
+
+
+def birth_phase(outcome: Outcome, phase: Phase) -> Phase:
+    """Check that a rollout may be born in `phase` with `outcome` as its first entry."""
+    if phase not in BIRTHS.get(outcome, frozenset()):
+        raise IllegalTransition(f"a rollout cannot start {phase.value} on {outcome.value}")
+    return phase
 
 
 def next_phase(phase: Phase, outcome: Outcome) -> Phase:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared import queries
+from shared.api import read
 from shared.api.http import (
     ApiRequest,
     ApiResponse,
@@ -14,7 +14,7 @@ from shared.api.http import (
     service_name,
     text_field,
 )
-from shared.api.views import CommandAnswer, ServiceAnswer, ServiceStatus, dump
+from shared.api.views import CommandAnswer, ServiceAnswer, dump
 from shared.auth.tokens import Principal
 from shared.commands import MAX_REASON, ROLLOUT_COMMANDS, CommandRequest, Refused, bounded
 from shared.deps import Deps
@@ -59,6 +59,8 @@ def _key(request: ApiRequest) -> str:
 
 def _route(deps: Deps, request: ApiRequest, who: Principal, key: str) -> ApiResponse:
     parts, method = request.parts(), request.method
+    if method == "GET":
+        return read.routes(deps, request, who)  # every read of the read API, here too
     if parts == ["services"] and method == "POST":
         body = json_body(request, frozenset({"spec", "image"}))
         if "spec" not in body:
@@ -68,9 +70,6 @@ def _route(deps: Deps, request: ApiRequest, who: Principal, key: str) -> ApiResp
         return ApiResponse(201 if answer["created"] else 200, dump(ServiceAnswer, answer))
     if len(parts) == 2 and parts[0] == "services":
         name = service_name(parts[1])
-        if method == "GET":
-            status = queries.service_status(deps.store, deps.serving, name)
-            return ApiResponse(200, dump(ServiceStatus, status))
         if method == "DELETE":
             body = json_body(request, frozenset({"reason"}))
             reason = text_field(body, "reason", MAX_REASON) or request.query.get("reason", "")

@@ -11,7 +11,14 @@ from events.steps import StepEvent
 from shared.deps import Deps
 from shared.logs import get_logger
 from shared.model import Decision, Rollout, ServiceRecord
-from shared.phases import DEADLINE_OUTCOMES, HELD_PHASES, Outcome, Phase, next_phase
+from shared.phases import (
+    DEADLINE_OUTCOMES,
+    HELD_PHASES,
+    Outcome,
+    Phase,
+    birth_phase,
+    next_phase,
+)
 from shared.retrying import MAX_ATTEMPTS, retry_on_conflict
 from shared.serving import STABLE_TAG, TrafficTarget
 from shared.spec import ServiceSpec
@@ -130,6 +137,30 @@ def transition(
         message_id=cause,
     )
     return rollout.evolve(**fields), decision
+
+
+def first_entry(
+    rollout: Rollout,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    reason: str,
+    cause: str,
+    values: dict[str, Any] | None = None,
+) -> Decision:
+    """The first log entry of a new rollout (seq 1), checked against the table's births."""
+    birth_phase(outcome, rollout.phase)
+    return Decision(
+        id=f"0001-{outcome.value}",
+        seq=1,
+        at=now,
+        phase_from="",
+        phase_to=rollout.phase.value,
+        outcome=outcome.value,
+        reason=reason,
+        values=values or {},
+        message_id=cause,
+    )
 
 
 def event_applies(rollout: Rollout, event: StepEvent) -> str | None:
@@ -298,8 +329,8 @@ def apply_traffic(deps: Deps, rollout: Rollout) -> bool:
 def reconcile_traffic(deps: Deps, service_name: str) -> None:
     """Re-apply the traffic that the service's current state wants (after losing a race)."""
     service = deps.store.get_service(service_name)
-    if service is None:
-        return
+    if service is None or service.value.deleted_at is not None:
+        return  # a deleted service has no traffic block left to repair
     active_id = service.value.active_rollout_id
     active = deps.store.get_rollout(active_id) if active_id else None
     # A DEPLOYING rollout's revision may not exist yet: naming it would break the Route, so until its

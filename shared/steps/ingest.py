@@ -14,7 +14,7 @@ from shared.ignoring import record_ignored
 from shared.model import Decision, Rollout, ServiceRecord
 from shared.phases import INITIAL_PHASE, Outcome, Phase
 from shared.spec import ServiceSpec
-from shared.steps.engine import publish_next, retry_on_conflict, transition
+from shared.steps.engine import first_entry, publish_next, retry_on_conflict, transition
 from shared.store import MUST_NOT_EXIST, Change
 
 SOURCE = "ingest"
@@ -241,21 +241,18 @@ def _new_rollout(
 
 
 def _created_decision(rollout: Rollout, message_id: str, now: datetime) -> Decision:
-    return Decision(
-        id=f"0001-{Outcome.CREATED.value}",
-        seq=1,
-        at=now,
-        phase_from="",
-        phase_to=rollout.phase.value,
-        outcome=Outcome.CREATED.value,
+    return first_entry(
+        rollout,
+        Outcome.CREATED,
+        now=now,
         reason=rollout.reason
         or f"image {rollout.image_short} pushed; rollout to revision {rollout.revision} started",
+        cause=message_id,
         values={
             "image": rollout.image_ref,
             "stable_revision": rollout.stable_revision,
             "steps": rollout.steps,
         },
-        message_id=message_id,
     )
 
 

@@ -14,11 +14,12 @@ from events.operator import parse_rollback_request
 from events.pubsub import PubSubMessage
 from shared.commands import CommandRequest, Refused, bounded
 from shared.deps import Deps
-from shared.model import Decision, Rollout, ServiceRecord
+from shared.model import Rollout, ServiceRecord
 from shared.phases import Outcome, Phase
 from shared.rollback_target import TargetRefused, check_target, name_target
 from shared.serving import STABLE_TAG, TrafficTarget
 from shared.steps.commands import CommandContext, CommandPlan, run_command
+from shared.steps.engine import first_entry
 from shared.store import MUST_NOT_EXIST, Change
 
 SOURCE = "rollback"
@@ -96,22 +97,15 @@ def act(ctx: CommandContext) -> CommandPlan:
     else:
         kept = _record(ctx, record, target, origin, reason)
         change.rollouts.append((kept, MUST_NOT_EXIST))
-        change.decisions.append(
-            (
-                kept.id,
-                Decision(
-                    id=f"0001-{Outcome.ROLLBACK_REQUESTED.value}",
-                    seq=1,
-                    at=ctx.now,
-                    phase_from="",
-                    phase_to=Phase.ROLLED_BACK.value,
-                    outcome=Outcome.ROLLBACK_REQUESTED.value,
-                    reason=reason,
-                    values={**values, "previous_stable_revision": record.stable_revision},
-                    message_id=ctx.request.key,
-                ),
-            )
+        entry = first_entry(
+            kept,
+            Outcome.ROLLBACK_REQUESTED,
+            now=ctx.now,
+            reason=reason,
+            cause=ctx.request.key,
+            values={**values, "previous_stable_revision": record.stable_revision},
         )
+        change.decisions.append((kept.id, entry))
     updated = record.evolve(stable_revision=target, updated_at=ctx.now)
     if active is not None and record.active_rollout_id == active.id:
         updated = updated.evolve(active_rollout_id=None)

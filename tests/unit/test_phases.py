@@ -192,3 +192,14 @@ def test_held_phases_wait_for_a_person_and_have_a_deadline() -> None:
     assert next_phase(Phase.PAUSED, Outcome.RESUME_REQUESTED) is Phase.SHIFTING
     assert next_phase(Phase.PROMOTING, Outcome.APPROVAL_REQUIRED) is Phase.AWAITING_APPROVAL
     assert next_phase(Phase.AWAITING_APPROVAL, Outcome.APPROVED) is Phase.PROMOTING
+
+
+def test_births_are_data_too() -> None:
+    """A rollout starts DEPLOYING (or SUPERSEDED) on a push, ROLLED_BACK as a rollback record."""
+    from shared.phases import BIRTHS, birth_phase
+
+    assert birth_phase(Outcome.CREATED, Phase.DEPLOYING) is Phase.DEPLOYING
+    assert birth_phase(Outcome.ROLLBACK_REQUESTED, Phase.ROLLED_BACK) is Phase.ROLLED_BACK
+    with pytest.raises(IllegalTransition, match="cannot start PROMOTED on created"):
+        birth_phase(Outcome.CREATED, Phase.PROMOTED)
+    assert INITIAL_PHASE in BIRTHS[Outcome.CREATED]

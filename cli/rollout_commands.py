@@ -433,6 +433,37 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0 if ended["phase"] == "PROMOTED" else 1
 
 
+def _pages(target: Target, path: str, key: str, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` items of a paginated list, following its cursors."""
+    items: list[dict[str, Any]] = []
+    cursor = ""
+    while len(items) < limit:
+        page = fetch(target, f"{path}?limit={min(100, limit - len(items))}&cursor={cursor}")
+        items += page[key]
+        cursor = page.get("next_cursor") or ""
+        if not cursor:
+            break
+    return items
+
+
+def _cmd_services(args: argparse.Namespace) -> int:
+    items = _pages(resolve(), "/services", "services", args.limit)
+    lines = [
+        f"{s['service']:<24} {s['namespace']:<12} {s['stable_revision'] or '-':<32} "
+        f"{'deleted' if s.get('deleted_at') else (s['active_rollout_id'] or '')}".rstrip()
+        for s in items
+    ]
+    emit(args, items, "\n".join(lines) or "no services registered")
+    return 0
+
+
+def _cmd_ignored(args: argparse.Namespace) -> int:
+    items = _pages(resolve(), "/ignored", "ignored", args.limit)
+    lines = [f"{(e['at'] or '')[:19]}  {e['function']:<9} {one_line(e['reason'])}" for e in items]
+    emit(args, items, "\n".join(lines) or "nothing ignored")
+    return 0
+
+
 def _cmd_rollback(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"reason": args.reason}
     if args.to:
@@ -506,6 +537,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guard(_cmd_watch))
+    p = subparsers.add_parser("services", help="registered services, their stable revision")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_cmd_services))
+    p = subparsers.add_parser(
+        "ignored", help="messages and requests hekaton refused or ignored, newest first, and why"
+    )
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_cmd_ignored))
     p = subparsers.add_parser(
         "rollback", help="traffic back to the stable (or a named, served) revision, now"
     )

@@ -30,3 +30,21 @@ def test_watch_of_an_unknown_rollout_says_so_at_once(monkeypatch: pytest.MonkeyP
         rollout_commands._cmd_watch(args)
     assert time.monotonic() - started < 1
     assert asked == ["/services/iris", "/rollouts/nope"]
+
+
+def test_list_commands_follow_the_cursors(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    pages = {
+        "/ignored?limit=3&cursor=": {
+            "ignored": [_ignored("a"), _ignored("b")],
+            "next_cursor": "c1",
+        },
+        "/ignored?limit=1&cursor=c1": {"ignored": [_ignored("c")], "next_cursor": "c2"},
+    }
+    monkeypatch.setattr(rollout_commands, "resolve", lambda: Target("p", "http://status"))
+    monkeypatch.setattr(rollout_commands, "fetch", lambda _t, path: pages[path])
+    assert rollout_commands._cmd_ignored(argparse.Namespace(limit=3, json=False)) == 0
+    assert [line.split()[-1] for line in capsys.readouterr().out.splitlines()] == ["a", "b", "c"]
+
+
+def _ignored(reason: str) -> dict[str, Any]:
+    return {"at": "2026-12-01T10:00:00+00:00", "function": "ingest", "reason": reason}

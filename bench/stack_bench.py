@@ -2,7 +2,8 @@
 
 Each run: ``hekaton up --detach`` in a fresh state folder (wall clock, as a user waits for it),
 the per-component start-up seconds recorded in stack.json, the resident memory of every process
-in the stack's process groups (from /proc), then ``hekaton down`` (wall clock). Prints medians.
+in the stack's process groups (from /proc), when Prometheus first scraped the gateway (seconds
+since ``up`` began), then ``hekaton down`` (wall clock). Prints medians.
 
     .venv/bin/python bench/stack_bench.py            # 3 warm runs (JVM class archives cached)
     .venv/bin/python bench/stack_bench.py --cold     # every run with an empty JVM cache
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ def one_run(only: str | None, cache_dir: Path | None, settle: float) -> dict[str
             raise SystemExit(f"hekaton up failed:\n{up.stdout}{up.stderr}")
         try:
             doc = json.loads((Path(tmp) / "stack.json").read_text())
+            first_scrape = _first_scrape(doc, began)
             time.sleep(settle)  # let the JVMs finish start-up allocations before measuring
             rss = {
                 name: group_rss_bytes(component["pgid"])
@@ -58,10 +61,25 @@ def one_run(only: str | None, cache_dir: Path | None, settle: float) -> dict[str
             raise SystemExit(f"hekaton down failed:\n{down.stdout}{down.stderr}")
     return {
         "up_wall": up_wall,
+        "first_scrape": first_scrape,
         "down_wall": down_wall,
         "seconds": doc["startup_seconds"],
         "rss": rss,
     }
+
+
+def _first_scrape(doc: dict[str, Any], began: float, timeout: float = 30.0) -> float | None:
+    """Seconds from ``began`` until Prometheus reports a healthy scrape of the gateway."""
+    if "prometheus_url" not in doc or "gateway_url" not in doc:
+        return None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{doc['prometheus_url']}/api/v1/targets", timeout=5) as r:
+            targets = json.load(r)["data"]["activeTargets"]
+        if any(t["health"] == "up" for t in targets):
+            return time.monotonic() - began
+        time.sleep(0.02)
+    return None
 
 
 def main() -> int:
@@ -95,6 +113,9 @@ def main() -> int:
     for name in runs[0]["rss"]:
         values = [r["seconds"][name] for r in runs]
         print(f"    {name:<24} {median(values):6.2f}s   runs: {_fmt(values)}")
+    scrapes = [r["first_scrape"] for r in runs if r["first_scrape"] is not None]
+    if scrapes:
+        print(f"  prometheus scraped gateway {median(scrapes):6.2f}s   runs: {_fmt(scrapes)}")
     downs = [r["down_wall"] for r in runs]
     print(f"  hekaton down (wall)        {median(downs):6.2f}s   runs: {_fmt(downs)}")
     print(f"memory: RSS summed over each component's process group, {args.settle:g}s after up")

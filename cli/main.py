@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "cli.rollout_commands",  # register, push, status, history, watch, rollback
     "cli.control_commands",  # abort, promote, pause, resume, approve, delete, token
     "cli.demo",  # demo
+    "cli.load_commands",  # load
 )
 
 

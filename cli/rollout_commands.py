@@ -34,16 +34,18 @@ __all__ = ["CommandError", "Refusal", "fetch"]
 
 
 def register_file(target: Target, path: Path) -> tuple[str, bool]:
-    """Register a service spec file through the control API; returns (service name, created)."""
-    import yaml
+    """Register a service spec file through the control API; returns (service name, created).
+
+    The file is read here, with what it names beside it (the golden set's JSONL is embedded), and
+    checked once locally for a quick answer; the control API validates it again and registers it.
+    """
+    from shared.spec import SpecError, load_spec
 
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CommandError(f"cannot read service spec {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise CommandError(f"{path} is not valid YAML: {exc}") from exc
-    answer = control(target, "POST", "/services", {"spec": spec})
+        spec = load_spec(path)
+    except SpecError as exc:
+        raise CommandError(str(exc)) from exc
+    answer = control(target, "POST", "/services", {"spec": spec.to_document()})
     return str(answer["service"]), bool(answer["created"])
 
 

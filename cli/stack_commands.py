@@ -25,6 +25,7 @@ ENV_ORDER = (
     "CLOUDSDK_CORE_PROJECT",
     "HEKATON_KUBE_SERVER",
     "HEKATON_GATEWAY_URL",
+    "HEKATON_PROMETHEUS_URL",
     "KUBECONFIG",
 )
 
@@ -54,6 +55,7 @@ def describe(state: stack_state.StackState) -> str:
         "firestore_emulator_host": "firestore",
         "kube_server": "kube server",
         "gateway_url": "gateway",
+        "prometheus_url": "prometheus",
     }
     rows += [(label, exports[key]) for key, label in labels.items() if key in exports]
     rows += [(key, value) for key, value in exports.items() if key not in labels]
@@ -241,8 +243,9 @@ def register(subparsers: Any) -> None:
     """Add ``up``, ``down``, ``env`` and ``ps``."""
     p = subparsers.add_parser(
         "up",
-        help="start the local stack (emulators + local cluster); Ctrl-C stops it",
-        description="Start the Pub/Sub and Firestore emulators and the local cluster in parallel. "
+        help="start the local stack (emulators + local cluster + Prometheus); Ctrl-C stops it",
+        description="Start the Pub/Sub and Firestore emulators, the local cluster and Prometheus "
+        "in parallel, then the functions. "
         "Stays in the foreground until Ctrl-C unless --detach is given.",
     )
     p.add_argument("--detach", action="store_true", help="return once healthy; stop with `down`")

@@ -102,6 +102,8 @@ class StackContext:
             env["HEKATON_KUBE_SERVER"] = self.exports["kube_server"]
         if "gateway_url" in self.exports:
             env["HEKATON_GATEWAY_URL"] = self.exports["gateway_url"]
+        if "prometheus_url" in self.exports:
+            env["HEKATON_PROMETHEUS_URL"] = self.exports["prometheus_url"]
         return env
 
 
@@ -138,7 +140,8 @@ class Component:
     stop_timeout: float = 5.0
 
 
-_BIND_FAILURES = ("Address already in use", "BindException", "EADDRINUSE")
+# Java and Python say "Address already in use"; Go servers (Prometheus) "bind: address already in use".
+_BIND_FAILURES = ("Address already in use", "address already in use", "BindException", "EADDRINUSE")
 
 
 def http_server_component(

@@ -40,7 +40,11 @@ def auth_keys(ctx: StackContext) -> Mapping[str, str]:
 
 
 def function_env(ctx: StackContext) -> dict[str, str]:
-    """The settings every local function gets (what deploy.sh sets in GCP, pointed at the stack)."""
+    """The settings every local function gets (what deploy.sh sets in GCP, pointed at the stack).
+
+    ``ctx.client_env()`` carries the emulator hosts, the project, ``HEKATON_KUBE_SERVER``,
+    ``HEKATON_GATEWAY_URL`` and ``HEKATON_PROMETHEUS_URL`` (metric analysis queries it).
+    """
     env = {**ctx.client_env(), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ctx.repo_root)}
     env["HEKATON_PROJECT"] = ctx.project
     env["HEKATON_LOG_FORMAT"] = "json"

@@ -44,6 +44,8 @@ from local.functions_stack import (
 )
 from local.kubeconfig import write_kubeconfig
 from local.procs import ManagedProcess, StopResult, tail
+from local.prometheus_component import NAME as PROMETHEUS
+from local.prometheus_component import prometheus_component, write_scrape_targets
 from local.stack_state import (
     KUBECONFIG_FILE,
     REPO_ROOT,
@@ -119,15 +121,18 @@ class StackStartFailed(StackError):
 
 
 def default_plan(options: StackOptions) -> list[PlanStep]:
-    """Emulators and cluster in parallel; then every function; then the push wiring and the tick."""
+    """Emulators, cluster and Prometheus in parallel; Prometheus is told the gateway; then every
+    function; then the push wiring and the tick."""
     core = (
         emulator_component(PUBSUB),
         emulator_component(FIRESTORE),
         cluster_component(options.cluster_command),
+        prometheus_component(),
     )
     return [
         SetupStep("auth keys", auth_keys),
         ComponentGroup(core),
+        SetupStep("scrape targets", write_scrape_targets),
         ComponentGroup(function_components()),
         SetupStep("push subscriptions", wire_subscriptions),
         ComponentGroup((ticker_component(),)),
@@ -183,7 +188,7 @@ class StopOutcome:
 
 # The functions and the ticker call these. Stopped in the same wave, a request still in flight hangs
 # on a vanished emulator, so its function ignores SIGTERM until it is killed: they go last.
-_SHARED_SERVICES = frozenset({PUBSUB.name, FIRESTORE.name, "cluster"})
+_SHARED_SERVICES = frozenset({PUBSUB.name, FIRESTORE.name, "cluster", PROMETHEUS})
 
 
 def _stop_in_parallel(jobs: Mapping[str, Callable[[], StopResult]]) -> list[StopOutcome]:

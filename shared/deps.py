@@ -11,6 +11,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     import httpx
 
+    from shared.metrics.observers import Observer
     from shared.publisher import Publisher
     from shared.serving import ServingProvider
     from shared.store import Store
@@ -28,6 +29,7 @@ class Deps:
         publisher: Publisher | None = None,
         clock: Clock | None = None,
         http: httpx.Client | None = None,
+        metrics: Observer | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -36,6 +38,7 @@ class Deps:
             "serving": serving,
             "publisher": publisher,
             "http": http,
+            "metrics": metrics,
         }
         for name, value in overrides.items():
             if value is not None:
@@ -68,3 +71,10 @@ class Deps:
         import httpx
 
         return httpx.Client(timeout=self.settings.http_timeout_seconds, follow_redirects=False)
+
+    @cached_property
+    def metrics(self) -> Observer:
+        """What a revision served over a window (Istio metrics from the configured provider)."""
+        from shared.metrics.factory import metrics_observer
+
+        return metrics_observer(self.settings, self.http)

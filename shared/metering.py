@@ -13,6 +13,7 @@ FIRESTORE_READS = "firestore_reads"
 FIRESTORE_WRITES = "firestore_writes"
 KUBE_CALLS = "kube_calls"
 MESSAGES_PUBLISHED = "messages_published"
+METRICS_QUERIES = "metrics_queries"
 
 
 def count(kind: str, amount: int = 1) -> None:

@@ -79,6 +79,9 @@ class Rollout:
     # The current phase's own deadline (validation warm-up, a pause, the approval gate): when it
     # passes, the engine ends the phase along its deadline edge (phases.DEADLINE_OUTCOMES).
     deadline_at: datetime | None = None
+    # Validation's warm-up: when the first attempt ran, and how many have run (each one wake-up).
+    validation_started_at: datetime | None = None
+    validation_attempts: int = 0
     ended_at: datetime | None = None
     pushed_at: datetime | None = None  # registry publish time: orders pushes that race each other
     cause: str = ""  # id of the registry message that started it

@@ -81,7 +81,6 @@ class Outcome(StrEnum):
     VALIDATION_PASSED = "validation_passed"
     FIRST_DEPLOY_VALIDATED = "first_deploy_validated"
     VALIDATION_FAILED = "validation_failed"
-    VALIDATION_DEADLINE = "validation_deadline_exceeded"
     STEP_APPLIED = "step_applied"
     STEP_PASSED = "step_passed"
     LAST_STEP_PASSED = "last_step_passed"
@@ -112,7 +111,6 @@ TRANSITIONS: dict[tuple[Phase, Outcome], Phase] = {
     (Phase.VALIDATING, Outcome.VALIDATION_PASSED): Phase.SHIFTING,
     (Phase.VALIDATING, Outcome.FIRST_DEPLOY_VALIDATED): Phase.PROMOTING,
     (Phase.VALIDATING, Outcome.VALIDATION_FAILED): Phase.FAILED,
-    (Phase.VALIDATING, Outcome.VALIDATION_DEADLINE): Phase.FAILED,
     (Phase.SHIFTING, Outcome.STEP_APPLIED): Phase.SHIFTING,
     (Phase.SHIFTING, Outcome.STEP_PASSED): Phase.SHIFTING,
     (Phase.SHIFTING, Outcome.LAST_STEP_PASSED): Phase.PROMOTING,
@@ -153,9 +151,9 @@ COMMANDS: dict[str, Outcome] = {
 
 
 # Phases with a deadline of their own (Rollout.deadline_at), and the edge taken when it passes:
-# every wait ends in a recorded outcome, never in retries forever.
+# every wait ends in a recorded outcome, never in retries forever. (Readiness and validation's
+# warm-up keep their deadlines inside their steps: ready_deadline_at, validation.warmup_seconds.)
 DEADLINE_OUTCOMES: dict[Phase, Outcome] = {
-    Phase.VALIDATING: Outcome.VALIDATION_DEADLINE,
     Phase.PAUSED: Outcome.PAUSE_DEADLINE,
     Phase.AWAITING_APPROVAL: Outcome.APPROVAL_DEADLINE,
 }

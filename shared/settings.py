@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.errors import PermanentError
+
+_LABEL_NAME = "^[a-zA-Z_][a-zA-Z0-9_]*$"
 
 
 class Settings(BaseModel):
@@ -31,6 +34,17 @@ class Settings(BaseModel):
     publish_max_latency_seconds: float = Field(default=0.005, ge=0)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     log_format: str = Field(default="json", pattern="^(json|text)$")
+    # Where metric analysis queries: a Prometheus query API, or no backend at all (no evidence).
+    metrics_provider: Literal["prometheus", "none"] = "prometheus"
+    # Base URL of the Prometheus HTTP API (…/api/v1/query is appended); required for `prometheus`.
+    prometheus_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    # Which Istio metric labels carry the Knative revision and service (depends on the mesh set-up).
+    metrics_revision_label: str = Field(
+        default="destination_canonical_revision", pattern=_LABEL_NAME
+    )
+    metrics_service_label: str = Field(default="destination_canonical_service", pattern=_LABEL_NAME)
+    # Bound on one metrics query (our HTTP timeout and Prometheus's evaluation timeout).
+    metrics_timeout_seconds: float = Field(default=5.0, gt=0)
     # Who may call the control and read APIs: a JWT (RS256) from this issuer, signed by a key of
     # this JWKS (an https URL or a file path), for one of these audiences (in GCP: each function's
     # URL; Google ID tokens), whose principal (email, else sub) matches one of the patterns
@@ -63,6 +77,11 @@ class Settings(BaseModel):
             "publish_max_latency_seconds": "HEKATON_PUBLISH_MAX_LATENCY_SECONDS",
             "http_timeout_seconds": "HEKATON_HTTP_TIMEOUT_SECONDS",
             "log_format": "HEKATON_LOG_FORMAT",
+            "metrics_provider": "HEKATON_METRICS_PROVIDER",
+            "prometheus_url": "HEKATON_PROMETHEUS_URL",
+            "metrics_revision_label": "HEKATON_METRICS_REVISION_LABEL",
+            "metrics_service_label": "HEKATON_METRICS_SERVICE_LABEL",
+            "metrics_timeout_seconds": "HEKATON_METRICS_TIMEOUT_SECONDS",
             "auth_issuer": "HEKATON_AUTH_ISSUER",
             "auth_jwks": "HEKATON_AUTH_JWKS",
             "auth_audiences": "HEKATON_AUTH_AUDIENCES",

@@ -7,6 +7,10 @@
   ``FIRESTORE_EMULATOR_HOST`` set for this test only.
 - ``firestore_project``: a fresh project id (empty database) with the Firestore env set; its
   documents are deleted afterwards.
+- ``prometheus_server`` (session): a real Prometheus (Debian package ``prometheus``) in its own
+  process group with an empty TSDB, scraping every second whatever ``scrape(urls)`` names;
+  ``wait_for_scrape(url, after)`` polls until it scraped ``url`` after a moment. Skipped, naming
+  the package, where ``prometheus`` is missing.
 - Every process started during the session carries ``HEKATON_TEST_SESSION=<token>`` in its
   environment; any still alive when the session ends is killed and reported as an error.
 """
@@ -14,16 +18,23 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 
-from local.components import ComponentFailed, MissingComponent
+from local.components import ComponentFailed, MissingComponent, RunningComponent
 from local.emulators import FIRESTORE, PUBSUB, EmulatorSpec, reset_firestore, start_emulator
 from local.procs import cmdline, processes_with_env
+from local.prometheus_component import start_prometheus, write_targets
 
 SESSION_TOKEN_VAR = "HEKATON_TEST_SESSION"
 EMULATOR_FIXTURES = {"pubsub_emulator", "firestore_emulator"}
@@ -83,14 +94,19 @@ def _no_leftover_processes(request: pytest.FixtureRequest) -> Iterator[None]:
     )
 
 
-def _run_emulator(spec: EmulatorSpec, factory: pytest.TempPathFactory) -> Iterator[str]:
-    log_path = factory.mktemp(f"{spec.name}-emulator") / f"{spec.name}.log"
+def _started(start: Callable[[Path], RunningComponent], log_path: Path) -> RunningComponent:
+    """Start a component for a fixture: skip if it is not installed, fail with its log if it dies."""
     try:
-        running = start_emulator(spec, log_path)
+        return start(log_path)
     except MissingComponent as exc:
         pytest.skip(str(exc))
     except ComponentFailed as exc:
         pytest.fail(f"{exc}\n--- {log_path} ---\n{exc.log_tail()}", pytrace=False)
+
+
+def _run_emulator(spec: EmulatorSpec, factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_path = factory.mktemp(f"{spec.name}-emulator") / f"{spec.name}.log"
+    running = _started(lambda log: start_emulator(spec, log), log_path)
     try:
         yield running.ready.exports[spec.export_key]
     finally:
@@ -135,3 +151,56 @@ def firestore_project(firestore_env: str, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
     yield project
     reset_firestore(firestore_env, project)
+
+
+@dataclass
+class PrometheusServer:
+    """A real Prometheus for the session: where it is, and how to point it at something."""
+
+    url: str
+    state_dir: Path
+    log_path: Path
+
+    def scrape(self, urls: list[str]) -> None:
+        """Scrape ``/metrics`` of these ``http://host:port`` URLs every second (replaces the list)."""
+        write_targets(self.state_dir, urls)
+
+    def last_scrape(self, url: str) -> datetime | None:
+        """When Prometheus last began a successful scrape of ``url``, if it has."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=5) as response:
+            targets = json.load(response)["data"]["activeTargets"]
+        for target in targets:
+            if target["scrapeUrl"] == f"{url}/metrics" and target["health"] == "up":
+                # RFC 3339 with nanoseconds; microseconds are plenty.
+                stamp = target["lastScrape"].replace("Z", "+00:00")
+                head, _, rest = stamp.partition(".")
+                fraction, _, zone = rest.partition("+")
+                return datetime.fromisoformat(f"{head}.{fraction[:6]:0<6}+{zone}")
+        return None
+
+    def wait_for_scrape(self, url: str, after: datetime, timeout: float = 30.0) -> datetime:
+        """Poll until a scrape of ``url`` began after ``after``; fail with the log at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.last_scrape(url)
+            if seen is not None and seen > after:
+                return seen
+            if time.monotonic() >= deadline:
+                pytest.fail(
+                    f"Prometheus did not scrape {url} after {after.isoformat()} within {timeout}s "
+                    f"(last scrape {seen}); see {self.log_path}",
+                    pytrace=False,
+                )
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """The session's real Prometheus (scraping nothing until told to)."""
+    state_dir = tmp_path_factory.mktemp("prometheus")
+    log_path = state_dir / "prometheus.log"
+    running = _started(lambda log: start_prometheus(state_dir, log), log_path)
+    try:
+        yield PrometheusServer(running.ready.url, state_dir, log_path)
+    finally:
+        running.process.stop()

@@ -2,6 +2,8 @@
 
 IRIS_MODEL_VERSION     version string in every answer (default "dev")
 IRIS_LABEL_SHIFT       rotate predicted labels by N classes: answers, but wrongly (default 0)
+IRIS_BOUNDARY_SHIFT    move the versicolor/virginica boundary up by X cm: plausible answers that
+                       disagree with the other versions near that boundary (default 0)
 IRIS_CRASH_ON_START    if set, print this message and exit with code 1 before serving
 IRIS_WARMUP_REQUESTS   /predict requests served normally before the faults below begin (default 0)
 IRIS_FAIL_EVERY        after warm-up, every Nth /predict answers 500 (default 0: never)
@@ -11,10 +13,14 @@ IRIS_SEED              seed for the delays drawn from the range (default 0)
 
 from __future__ import annotations
 
+import math
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T", int, float)
 
 
 class BadBehaviour(ValueError):
@@ -27,6 +33,7 @@ class Behaviour:
 
     version: str = "dev"
     label_shift: int = 0
+    boundary_shift: float = 0.0
     crash_message: str | None = None
     warmup_requests: int = 0
     fail_every: int = 0
@@ -39,6 +46,7 @@ class Behaviour:
         return cls(
             version=env.get("IRIS_MODEL_VERSION") or "dev",
             label_shift=_integer(env, "IRIS_LABEL_SHIFT", minimum=None),
+            boundary_shift=_centimetres(env, "IRIS_BOUNDARY_SHIFT"),
             crash_message=env.get("IRIS_CRASH_ON_START") or None,
             warmup_requests=_integer(env, "IRIS_WARMUP_REQUESTS", minimum=0),
             fail_every=_integer(env, "IRIS_FAIL_EVERY", minimum=0),
@@ -79,16 +87,28 @@ class FaultPlan:
 
 
 def _integer(env: Mapping[str, str], name: str, *, minimum: int | None) -> int:
+    value = _read(env, name, int, "an integer") or 0
+    if minimum is not None and value < minimum:
+        raise BadBehaviour(f"{name}={env[name].strip()!r} must be at least {minimum}")
+    return value
+
+
+def _centimetres(env: Mapping[str, str], name: str) -> float:
+    value = _read(env, name, float, "a number of centimetres") or 0.0
+    if not math.isfinite(value):
+        raise BadBehaviour(f"{name}={env[name].strip()!r} must be finite")
+    return value
+
+
+def _read(env: Mapping[str, str], name: str, convert: Callable[[str], T], what: str) -> T | None:
+    """The variable converted, None if unset or empty; BadBehaviour naming it if malformed."""
     raw = env.get(name, "").strip()
     if not raw:
-        return 0
+        return None
     try:
-        value = int(raw)
+        return convert(raw)
     except ValueError:
-        raise BadBehaviour(f"{name}={raw!r} is not an integer") from None
-    if minimum is not None and value < minimum:
-        raise BadBehaviour(f"{name}={raw!r} must be at least {minimum}")
-    return value
+        raise BadBehaviour(f"{name}={raw!r} is not {what}") from None
 
 
 def _latency(raw: str) -> tuple[float, float]:

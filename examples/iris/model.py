@@ -8,7 +8,7 @@ from typing import Any
 
 SPECIES = ("setosa", "versicolor", "virginica")
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
-MAX_INSTANCES = 1000
+MAX_INSTANCES = 100_000
 
 Measurements = tuple[float, float, float, float]
 
@@ -17,21 +17,27 @@ class BadInput(ValueError):
     """A request body that cannot be classified; the message says what is wrong."""
 
 
-def classify(measurements: Measurements) -> str:
-    """The species for one flower (sepal length, sepal width, petal length, petal width in cm)."""
+def classify(measurements: Measurements, boundary_shift: float = 0.0) -> str:
+    """The species for one flower (sepal length, sepal width, petal length, petal width in cm).
+
+    `boundary_shift` (cm) moves both versicolor/virginica thresholds up (a retrained model that
+    calls more flowers versicolor); setosa is unaffected.
+    """
     _, _, petal_length, petal_width = measurements
     if petal_length < 2.45:
         return "setosa"
-    if petal_width < 1.75:
-        return "versicolor" if petal_length < 4.95 else "virginica"
+    if petal_width < 1.75 + boundary_shift:
+        return "versicolor" if petal_length < 4.95 + boundary_shift else "virginica"
     return "virginica"
 
 
-def predict(instances: Sequence[Measurements], label_shift: int = 0) -> list[str]:
+def predict(
+    instances: Sequence[Measurements], label_shift: int = 0, boundary_shift: float = 0.0
+) -> list[str]:
     """Species for each instance; a non-zero `label_shift` rotates the labels (a broken model)."""
     predictions = []
     for measurements in instances:
-        index = SPECIES.index(classify(measurements))
+        index = SPECIES.index(classify(measurements, boundary_shift))
         predictions.append(SPECIES[(index + label_shift) % len(SPECIES)])
     return predictions
 

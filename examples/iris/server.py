@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 from examples.iris.behaviour import BadBehaviour, Behaviour, FaultPlan
 from examples.iris.model import BadInput, parse_instances, predict
 
-MAX_BODY_BYTES = 1 << 20
+# Room for hekaton's large-payload smoke request (the seed platform's 1.5 MB request limit).
+MAX_BODY_BYTES = 4 << 20
 
 
 class IrisHandler(BaseHTTPRequestHandler):
@@ -67,7 +68,11 @@ class IrisHandler(BaseHTTPRequestHandler):
                 {"error": "model backend failed (injected fault)", "model_version": version},
             )
             return
-        predictions = predict(instances, label_shift=self.behaviour.label_shift)
+        predictions = predict(
+            instances,
+            label_shift=self.behaviour.label_shift,
+            boundary_shift=self.behaviour.boundary_shift,
+        )
         self._reply(HTTPStatus.OK, {"predictions": predictions, "model_version": version})
 
     def _read_body(self) -> bytes | None:

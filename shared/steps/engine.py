@@ -290,7 +290,6 @@ def deadline_plan(ctx: StepContext) -> Plan | None:
 
 # What a passed deadline means, per phase, for the decision log.
 DEADLINE_REASONS: dict[Phase, str] = {
-    Phase.VALIDATING: "no smoke-check verdict in time (e.g. the candidate's tag URL never appeared)",
     Phase.PAUSED: "paused for too long; rolled back so a forgotten canary does not keep its share",
     Phase.AWAITING_APPROVAL: "nobody approved the promotion in time; rolled back",
 }

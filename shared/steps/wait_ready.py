@@ -6,8 +6,6 @@ from shared.phases import Outcome
 from shared.steps.engine import Plan, StepContext, later
 from shared.steps.failing import end_badly
 
-DEFAULT_VALIDATION_DEADLINE = 300.0  # seconds; for rollouts without a spec snapshot
-
 
 def act(ctx: StepContext) -> Plan | None:
     """Advance on Ready, fail on a Knative failure reason or the deadline, else schedule the next check."""
@@ -15,14 +13,8 @@ def act(ctx: StepContext) -> Plan | None:
     health = ctx.deps.serving.revision_health(rollout.namespace, rollout.revision)
     values = {"ready": health.ready, "reason": health.reason, "message": health.message}
     if health.ready:
-        # Validation has a deadline of its own (the warm-up of the route and tag URL included).
-        warmup = ctx.spec.readiness_deadline_seconds if ctx.spec else DEFAULT_VALIDATION_DEADLINE
         ready, decision = ctx.transition(
-            Outcome.READY,
-            reason=f"revision {rollout.revision} is Ready",
-            values=values,
-            thresholds={"validation_deadline_seconds": warmup},
-            deadline_at=later(now, warmup),
+            Outcome.READY, reason=f"revision {rollout.revision} is Ready", values=values
         )
         return Plan(ready, decision)
     if health.ready is False:

@@ -22,8 +22,14 @@ def e2e_repository(test: str) -> str:
 
 
 def iris_spec(**overrides: Any) -> dict[str, Any]:
-    """examples/iris/service.yaml as a dict, with some fields replaced."""
+    """examples/iris/service.yaml as a dict, with some fields replaced.
+
+    Its golden file is made absolute: the tests register the spec from a file in another folder.
+    """
     spec = copy.deepcopy(yaml.safe_load(IRIS_SPEC_FILE.read_text()))
+    golden = spec.get("validation", {}).get("golden")
+    if golden and golden.get("file"):
+        golden["file"] = str(IRIS_SPEC_FILE.parent / golden["file"])
     spec.update(overrides)
     return dict(spec)
 

@@ -78,14 +78,26 @@ def _logged_retryable(stack: E2EStack, topic: str, message_id: str) -> bool:
     return False
 
 
+# Differ between any two runs: times (validation's warm-up deadline and the golden replay's
+# duration included), message ids, measured latencies.
+_MEASURED = frozenset(
+    {
+        "at",
+        "message_id",
+        "latency_ms",
+        "started_at",
+        "updated_at",
+        "ended_at",
+        "warmup_deadline",
+        "seconds",
+    }
+)
+
+
 def _without_measurements(value: Any) -> Any:
     """Drop times, message ids and measured latencies: they differ between any two runs."""
     if isinstance(value, dict):
-        return {
-            k: _without_measurements(v)
-            for k, v in value.items()
-            if k not in {"at", "message_id", "latency_ms", "started_at", "updated_at", "ended_at"}
-        }
+        return {k: _without_measurements(v) for k, v in value.items() if k not in _MEASURED}
     if isinstance(value, list):
         return [_without_measurements(v) for v in value]
     return value

@@ -35,6 +35,7 @@ from local.components import (
 )
 from local.emulators import EMULATORS, find_emulator, find_java, pubsub_answers
 from local.procs import GroupRecord, ManagedProcess, group_members, processes_with_env, spawn
+from local.prometheus_component import find_prometheus
 
 T = TypeVar("T")
 MARKER = "HEKATON_STACK_TEST"
@@ -466,11 +467,12 @@ def test_cluster_probe_requires_the_ready_file_to_come_from_our_own_process(
 
 
 def _require_emulators() -> None:
-    """Skip (naming the package to install) where the emulators or Java are missing."""
+    """Skip (naming the package to install) where the emulators, Java or Prometheus are missing."""
     try:
         find_java()
         for spec in EMULATORS:
             find_emulator(spec)
+        find_prometheus()
     except MissingComponent as exc:
         pytest.skip(str(exc))
 
@@ -564,6 +566,7 @@ def test_up_detach_env_refusal_ps_and_down(cli: Cli) -> None:
         "firestore_emulator_host",
         "kube_server",
         "gateway_url",
+        "prometheus_url",
         "domain",
         "started_at",
         "components",
@@ -571,7 +574,8 @@ def test_up_detach_env_refusal_ps_and_down(cli: Cli) -> None:
     ):
         assert key in doc, key
     assert doc["project"] == "hekaton-local" and doc["domain"] == "example.com"
-    expected = {"pubsub", "firestore", "cluster", "ticker"} | {f"fn-{f.name}" for f in FUNCTIONS}
+    expected = {"pubsub", "firestore", "cluster", "prometheus", "ticker"}
+    expected |= {f"fn-{f.name}" for f in FUNCTIONS}
     assert set(doc["components"]) == expected
     assert expected | {"total"} <= set(doc["startup_seconds"])
     assert doc["status_url"] == doc["components"]["fn-status"]["url"]
@@ -580,6 +584,15 @@ def test_up_detach_env_refusal_ps_and_down(cli: Cli) -> None:
         assert group_members(component["pgid"]), f"{name} is not running"
     host, port = doc["pubsub_emulator_host"].rsplit(":", 1)
     assert pubsub_answers(host, int(port), "hekaton-local")
+    assert doc["prometheus_url"] == doc["components"]["prometheus"]["url"]
+    assert http_get(doc["prometheus_url"] + "/-/ready") == (200, b"Prometheus Server is Ready.\n")
+    prometheus_dir = cli.state_dir / "prometheus"
+    assert (prometheus_dir / "data").is_dir()  # its own TSDB under the state folder
+    assert json.loads((prometheus_dir / "targets.json").read_text()) == [
+        {"targets": [doc["gateway_url"].removeprefix("http://")], "labels": {}}
+    ]  # told where the gateway is, once the cluster was up
+    shift_env = (Path("/proc") / str(doc["components"]["fn-shift"]["pid"]) / "environ").read_bytes()
+    assert f"HEKATON_PROMETHEUS_URL={doc['prometheus_url']}".encode() in shift_env.split(b"\0")
 
     env = cli.run("env")
     assert env.returncode == 0, env.stderr
@@ -589,6 +602,7 @@ def test_up_detach_env_refusal_ps_and_down(cli: Cli) -> None:
     assert exported["GOOGLE_CLOUD_PROJECT"] == exported["CLOUDSDK_CORE_PROJECT"] == "hekaton-local"
     assert exported["HEKATON_KUBE_SERVER"] == doc["kube_server"]
     assert exported["HEKATON_GATEWAY_URL"] == doc["gateway_url"]
+    assert exported["HEKATON_PROMETHEUS_URL"] == doc["prometheus_url"]
     kubeconfig = Path(exported["KUBECONFIG"])
     assert doc["kube_server"] in kubeconfig.read_text()
     kubectl = shutil.which("kubectl")
@@ -659,7 +673,7 @@ def test_ctrl_c_during_start_up_stops_what_had_started(tmp_path: Path) -> None:
         if not (cli.state_dir / "stack.json").exists():
             return None
         doc = cli.stack_json()
-        return doc if len(doc["components"]) == 3 else None
+        return doc if len(doc["components"]) == 4 else None
 
     process = cli.start("up")
     try:

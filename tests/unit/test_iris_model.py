@@ -6,19 +6,20 @@ import contextlib
 import http.client
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
-from examples.iris import server
+from examples.iris import make_golden, server
 from examples.iris.behaviour import BadBehaviour, Behaviour, FaultPlan
 from examples.iris.model import BadInput, Measurements, parse_instances, predict
+from shared.golden import GoldenResult, replay_golden
 from shared.spec import load_spec
-from shared.validation import judge
+from shared.validation import run_checks
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -74,7 +75,7 @@ def test_v3_answers_but_every_prediction_is_wrong() -> None:
         ({"instances": [[5.1, 3.5, float("nan"), 0.2]]}, r"instances\[0\]\[2\] must be a finite"),
         ({"instances": [{"sepal_length": 5.1}]}, r"instances\[0\] is missing sepal_width"),
         ({"instances": ["x"]}, r"instances\[0\] must be a list of 4 numbers"),
-        ({"instances": [[1, 1, 1, 1]] * 1001}, "at most 1000"),
+        ({"instances": [[1, 1, 1, 1]] * 100_001}, "at most 100000"),
     ],
 )
 def test_bad_input_is_refused_naming_the_problem(body: Any, problem: str) -> None:
@@ -172,19 +173,95 @@ def test_http_predict_health_and_bad_input(iris_v1: http.client.HTTPConnection) 
     assert call(iris_v1, "GET", "/healthz")[0] == 200
 
 
+@contextlib.contextmanager
+def serving_url(tag: str) -> Iterator[str]:
+    """The base URL of an in-process iris server configured as catalog `tag`."""
+    httpd = server.make_server("127.0.0.1", 0, Behaviour.from_env(catalog_env(tag)))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
 @pytest.mark.parametrize(
-    ("tag", "should_pass"), [("v1", True), ("v2", True), ("v3", False), ("v5", True)]
+    ("tag", "should_pass"),
+    [("v1", True), ("v2", True), ("v3", False), ("v5", True), ("v6", True)],
 )
-def test_shipped_smoke_checks_pass_v1_v2_v5_and_catch_v3(tag: str, should_pass: bool) -> None:
+def test_shipped_smoke_checks_pass_v1_v2_v5_v6_and_catch_v3(tag: str, should_pass: bool) -> None:
+    """service.yaml's smoke requests, large batch included, sent over HTTP as the step sends them."""
     spec = load_spec(EXAMPLES / "iris" / "service.yaml")
-    results = []
-    with serving(tag) as connection:
-        for smoke in spec.validation.requests:
-            body = json.dumps(smoke.json_body).encode() if smoke.json_body is not None else None
-            started = time.perf_counter()
-            connection.request(smoke.method, smoke.path, body=body)
-            response = connection.getresponse()
-            content = response.read()
-            latency_ms = (time.perf_counter() - started) * 1000
-            results.append(judge(smoke.name, smoke.expect, response.status, content, latency_ms))
+    with serving_url(tag) as url, httpx.Client() as client:
+        results = run_checks(client, url, spec.validation.requests, ingress_url=None, timeout=10)
+    assert [r.name for r in results][-1] == "large-batch"
     assert all(r.passed for r in results) is should_pass, results
+    if tag == "v3":
+        assert not any(r.passed for r in results if r.name != "rejects-bad-input")
+
+
+def golden_agreement(stable: str, candidate: str) -> GoldenResult:
+    """service.yaml's golden set replayed against two iris versions."""
+    golden = load_spec(EXAMPLES / "iris" / "service.yaml").validation.golden
+    assert golden is not None
+    with serving_url(stable) as s, serving_url(candidate) as c, httpx.Client() as client:
+        return replay_golden(client, s, c, golden, ingress_url=None, timeout=5)
+
+
+def test_v1_and_v2_agree_on_the_whole_golden_set() -> None:
+    result = golden_agreement("v2", "v1")
+    assert result.passed, result.reason
+    assert (result.agreement, result.distance, result.answers) == (1.0, 0.0, 120)
+    assert result.disagreements == [] and result.stable_errors == result.candidate_errors == 0
+
+
+def test_v6_disagrees_with_v2_on_a_good_share_of_the_golden_set() -> None:
+    """v6 calls about a fifth of the flowers versicolor that v2 calls virginica: gate fails."""
+    result = golden_agreement("v2", "v6")
+    assert not result.passed
+    assert result.agreement is not None and 0.6 <= result.agreement <= 0.8
+    assert result.agreement < result.min_agreement
+    assert result.distance is not None and result.distance > result.max_distance
+    assert len(result.disagreements) == 5
+    case = result.disagreements[0]
+    assert (case.stable["predictions"], case.candidate["predictions"]) == (
+        "virginica",
+        "versicolor",
+    )
+    assert result.reason.startswith("golden set: agreement 77.5% (93/120 answers) below 95.0%")
+
+
+def test_golden_file_is_what_the_generator_writes() -> None:
+    """examples/iris/golden.jsonl is reproducible, and every flower is in its species' region."""
+    text = (EXAMPLES / "iris" / "golden.jsonl").read_text(encoding="utf-8")
+    assert text == "\n".join(make_golden.lines()) + "\n"
+    drawn = make_golden.flowers()
+    assert predict([m for m, _ in drawn]) == [species for _, species in drawn]
+    assert len(text.splitlines()) == 8 and len(drawn) == 120
+
+
+def test_v6_moves_only_the_versicolor_virginica_boundary() -> None:
+    """Setosa and the canonical examples stay; flowers near the boundary turn versicolor."""
+    shift = Behaviour.from_env(catalog_env("v6")).boundary_shift
+    assert shift > 0
+    measurements = [m for m, _ in CANONICAL]
+    shifted = predict(measurements, boundary_shift=shift)
+    assert [s for s, (_, species) in zip(shifted, CANONICAL, strict=True) if s != species] == [
+        "versicolor",
+        "versicolor",
+    ]  # rows 102 and 150 of Fisher's data (petal length 5.1)
+    assert predict([(6.9, 3.1, 5.8, 2.2)], boundary_shift=shift) == ["virginica"]
+    with pytest.raises(BadBehaviour, match="IRIS_BOUNDARY_SHIFT='wide' is not a number"):
+        Behaviour.from_env({"IRIS_BOUNDARY_SHIFT": "wide"})
+
+
+def test_a_near_limit_batch_is_answered() -> None:
+    """The server takes a body just under hekaton's 1.5 MB default request limit."""
+    instances = [[5.1, 3.5, 1.4, 0.2]] * 83_332
+    body = json.dumps({"instances": instances}, separators=(",", ":")).encode()
+    assert 1_400_000 < len(body) <= 1_500_000 <= server.MAX_BODY_BYTES
+    with serving("v1") as connection:
+        status, answer = call(connection, "POST", "/predict", body)
+    assert status == 200 and len(answer["predictions"]) == 83_332

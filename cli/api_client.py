@@ -10,6 +10,11 @@ import httpx
 
 from cli.target import Target
 
+NO_TOKEN = (
+    "no token to send: set HEKATON_TOKEN (in GCP: a Google ID token for the function's URL), or "
+    "restart the local stack (`hekaton down; hekaton up --detach`) so it has a signing key"
+)
+
 
 class CommandError(RuntimeError):
     """A command failed in a way the user can fix; the message says how."""
@@ -43,7 +48,8 @@ def request(
 ) -> Any:
     """One API call with the bearer token; the decoded JSON, or Refusal/CommandError."""
     base = _url(target, api)
-    headers = {"Authorization": f"Bearer {target.token()}"}
+    token = target.token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     if api == "control":
         headers["Idempotency-Key"] = key or uuid.uuid4().hex
     try:
@@ -62,6 +68,8 @@ def request(
         data = {"error": response.text[:500]}
     if response.status_code >= 400:
         message = data.get("error", response.text) if isinstance(data, dict) else response.text
+        if response.status_code == 401 and not token:
+            message = f"{message} ({NO_TOKEN})"
         raise Refusal(response.status_code, str(message))
     return data
 

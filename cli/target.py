@@ -26,23 +26,21 @@ class Target:
     # The local stack's state folder, whose signing key mints tokens (None: use $HEKATON_TOKEN).
     stack_dir: Path | None = None
 
-    def token(self) -> str:
-        """The bearer token: $HEKATON_TOKEN, else one minted with the local stack's key."""
+    def token(self) -> str | None:
+        """The bearer token: $HEKATON_TOKEN, else one minted with the local stack's key (None when
+        there is neither: the API then answers 401 and says why)."""
         given = os.environ.get("HEKATON_TOKEN")
         if given:
             return given.strip()
         folder = self.stack_dir or (None if os.environ.get("HEKATON_PROJECT") else state_dir())
         if folder is None:
-            raise TargetError(
-                "no token: set HEKATON_TOKEN (in GCP: `gcloud auth print-identity-token "
-                "--audiences=URL` of the function)"
-            )
+            return None
         from local.auth_keys import issue_token  # the local stack's issuer
 
         try:
             return issue_token(folder)
-        except FileNotFoundError as exc:
-            raise TargetError(str(exc)) from None
+        except FileNotFoundError:
+            return None
 
     def apply_env(self) -> None:
         """Point the Google client libraries at the emulators (no-op against a real project)."""

@@ -25,6 +25,8 @@ from events.steps import REGISTRY_TOPIC, STEP_TOPICS, StepEvent, StepType, parse
 from shared.clock import Clock, FakeClock
 from shared.deps import Deps
 from shared.errors import PermanentError, PreconditionFailed
+from shared.metrics.fake import FakeProvider, IstioTraffic
+from shared.metrics.observers import IstioObserver, Measurement
 from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
 from shared.publisher import Publisher
 from shared.registry import register
@@ -249,6 +251,7 @@ class FakeRevision:
     image: str
     created_at: datetime
     health: RevisionHealth | None = None  # None: follow the startup delay
+    namespace: str = ""
 
 
 @dataclass
@@ -267,6 +270,7 @@ class TrafficWrite:
     namespace: str
     service: str
     traffic: tuple[TrafficTarget, ...]
+    at: datetime | None = field(default=None, compare=False)
 
 
 class FakeServing:
@@ -286,6 +290,8 @@ class FakeServing:
         self.responses: dict[str, FakeResponse] = {}
         self.image_health: dict[str, RevisionHealth] = {}
         self._failures: dict[str, list[Exception]] = {}
+        # Called with (namespace, service, revision, status) for every request a tag URL served.
+        self.request_listeners: list[Callable[[str, str, str, int], None]] = []
 
     # test controls -------------------------------------------------------------------------
     def set_health(self, namespace: str, revision: str, health: RevisionHealth) -> None:
@@ -376,7 +382,12 @@ class FakeServing:
         if existing is None:
             digest = template.image.rpartition("@")[2]
             self.revisions[(namespace, template.name)] = FakeRevision(
-                template.name, name, template.image, self.clock.now(), self.image_health.get(digest)
+                template.name,
+                name,
+                template.image,
+                self.clock.now(),
+                self.image_health.get(digest),
+                namespace,
             )
         self._write_traffic(namespace, name, traffic)
 
@@ -419,6 +430,8 @@ class FakeServing:
         if revision.health is not None and revision.health.ready is False:
             return httpx.Response(503, json={"error": "revision is not serving"})
         answer = self.responses.get(revision.name, FakeResponse())
+        for listener in self.request_listeners:
+            listener(revision.namespace, revision.service, revision.name, answer.status)
         body = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode()
         return httpx.Response(
             answer.status, content=body, headers={"Content-Type": "application/json"}
@@ -448,7 +461,7 @@ class FakeServing:
             raise PermanentError(f"duplicate traffic tags {tags}")
 
     def _write_traffic(self, namespace: str, name: str, traffic: list[TrafficTarget]) -> None:
-        write = TrafficWrite(namespace, name, tuple(traffic))
+        write = TrafficWrite(namespace, name, tuple(traffic), self.clock.now())
         self.traffic_writes.append(write)
         if any((namespace, t.revision) not in self.revisions for t in traffic):
             self.missing_revision_writes.append(write)
@@ -463,6 +476,125 @@ class FakeServing:
                 if target.tag and host == f"{target.tag}-{name}.{namespace}.{self.DOMAIN}":
                     return self.revisions.get((namespace, target.revision))
         return None
+
+
+# --------------------------------------------------------------------------------------------
+# Users and the mesh's metrics
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How a revision treats user requests: exact shares of errors and of slow answers."""
+
+    error_rate: float = 0.0
+    slow_rate: float = 0.0
+    fast_ms: float = 20.0
+    slow_ms: float = 800.0
+
+
+class SimulatedUsers:
+    """Users sending `rps` requests/s to a Service, split as the fake cluster routes them.
+
+    Requests are counted the way Istio's proxy counts them (`IstioTraffic`) and scraped into a
+    `FakeProvider`, so the real `IstioObserver` measures them. Counts are deterministic: a revision
+    with error rate e has served floor(n*e) errors after n requests. Traffic is integrated lazily over
+    the cluster's traffic history whenever something is measured. Requests sent to a tag URL (the
+    validation's and the top-up's) are counted too.
+    """
+
+    def __init__(
+        self,
+        serving: FakeServing,
+        clock: Clock,
+        *,
+        rps: float,
+        namespace: str = "models",
+        service: str = "iris",
+    ) -> None:
+        self.serving = serving
+        self.clock = clock
+        self.rps = rps
+        self.namespace = namespace
+        self.service = service
+        self.behaviour: dict[str, Behaviour] = {}
+        self.provider = FakeProvider()
+        self.mesh = IstioTraffic(self.provider)
+        self.observer = IstioObserver(self.provider)
+        self._served: dict[str, int] = {}
+        self._carry: dict[str, float] = {}
+        self._until: datetime | None = None
+        serving.request_listeners.append(self._tag_request)
+
+    def behave(self, revision: str, behaviour: Behaviour) -> None:
+        """Set how a revision answers users from now on."""
+        self.behaviour[revision] = behaviour
+
+    def measure(
+        self,
+        namespace: str,
+        service: str,
+        revision: str,
+        start: datetime,
+        end: datetime,
+        latency_threshold_ms: float,
+    ) -> Measurement:
+        """Serve the users up to `end`, then measure like the production observer."""
+        self.catch_up(end)
+        return self.observer.measure(namespace, service, revision, start, end, latency_threshold_ms)
+
+    def catch_up(self, until: datetime) -> None:
+        """Serve every request users sent up to `until`, split as the traffic was at each moment."""
+        writes = [
+            w
+            for w in self.serving.traffic_writes
+            if (w.namespace, w.service) == (self.namespace, self.service) and w.at is not None
+        ]
+        served_until = self._until or (writes[0].at if writes and writes[0].at else until)
+        moments = sorted({w.at for w in writes if w.at and served_until < w.at < until} | {until})
+        for moment in moments:
+            split = [w for w in writes if w.at is not None and w.at <= served_until]
+            if split:
+                seconds = (moment - served_until).total_seconds()
+                for target in split[-1].traffic:
+                    self._serve(target.revision, self.rps * seconds * target.percent / 100)
+            served_until = moment
+            self.mesh.scrape(moment)
+        self._until = served_until
+
+    def _serve(self, revision: str, exact: float) -> None:
+        total = exact + self._carry.get(revision, 0.0)
+        count = int(total)
+        self._carry[revision] = total - count
+        if count:
+            self._count(revision, count)
+
+    def _count(self, revision: str, count: int, status: int | None = None) -> None:
+        b = self.behaviour.get(revision, Behaviour())
+        before = self._served.get(revision, 0)
+        after = before + count
+        self._served[revision] = after
+        errors = int(after * b.error_rate) - int(before * b.error_rate)
+        if status is not None:
+            errors = count if status >= 500 else 0
+        slow = int(after * b.slow_rate) - int(before * b.slow_rate)
+        ns, svc = self.namespace, self.service
+        ok = count - errors
+        for code, n in ((500, errors), (200, ok)):
+            slow_here = min(n, slow)
+            slow -= slow_here
+            if n - slow_here:
+                self.mesh.serve(
+                    ns, svc, revision, code=code, duration_ms=b.fast_ms, count=n - slow_here
+                )
+            if slow_here:
+                self.mesh.serve(
+                    ns, svc, revision, code=code, duration_ms=b.slow_ms, count=slow_here
+                )
+
+    def _tag_request(self, namespace: str, service: str, revision: str, status: int) -> None:
+        if (namespace, service) == (self.namespace, self.service):
+            self._count(revision, 1, status)
 
 
 # --------------------------------------------------------------------------------------------
@@ -753,6 +885,8 @@ def iris_spec(**overrides: Any) -> dict[str, Any]:
         "steps": [10, 50, 100],
         "bake_seconds": 0,
         "readiness_deadline_seconds": 60,
+        # Most rule tests are about delivery, not judging: they opt in to analysis when they need it.
+        "analysis": {"enabled": False},
         "validation": {
             "timeout_seconds": 5,
             "requests": [
@@ -778,6 +912,7 @@ class World:
     serving: FakeServing
     publisher: RecordingPublisher
     deps: Deps
+    users: SimulatedUsers  # iris's users (0 requests/s until a test sets `users.rps`)
 
     @classmethod
     def create(
@@ -788,6 +923,7 @@ class World:
         serving = FakeServing(clock, startup_seconds=startup_seconds)
         publisher = RecordingPublisher()
         chosen = store if store is not None else InMemoryStore()
+        users = SimulatedUsers(serving, clock, rps=0.0)
         deps = Deps(
             Settings(project="hekaton-test", **settings),
             store=chosen,
@@ -795,8 +931,9 @@ class World:
             publisher=publisher,
             clock=clock,
             http=serving.http_client(),
+            metrics=users,
         )
-        return cls(clock, chosen, serving, publisher, deps)
+        return cls(clock, chosen, serving, publisher, deps, users)
 
     def register(self, **overrides: Any) -> ServiceSpec:
         """Register a service spec (iris by default)."""

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from shared.analysis.criteria import Criteria
 from shared.spec import SpecError, parse_spec
 from tests.fakes import iris_spec
 
@@ -21,9 +22,10 @@ def test_defaults_need_no_analysis_section() -> None:
     """Without `analysis:` the candidate is still judged, with documented defaults."""
     analysis = parse_spec({"name": "m", "image": "r.io/p/m"}).analysis
     assert analysis.enabled and analysis.confidence == 0.95
-    assert (analysis.error_rate.max_rate, analysis.error_rate.max_increase) == (0.05, 0.005)
+    assert (analysis.error_rate.max_rate, analysis.error_rate.max_increase) == (0.05, 0.003)
     assert (analysis.latency.threshold_ms, analysis.on_thin_evidence) == (500, "wait")
-    assert analysis.min_requests == 100 and analysis.max_wait_seconds == 900
+    assert analysis.min_requests == 50 and analysis.max_wait_seconds == 900
+    assert analysis.criteria() == Criteria()  # the judge's own defaults, chosen by the bench
 
 
 def test_section_round_trips_through_the_stored_document() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.commands import DEFAULT_PAUSE_SECONDS, MAX_PAUSE_SECONDS, Refused
 from shared.phases import Outcome
+from shared.steps.analyse import start_step
 from shared.steps.commands import CommandAct, CommandContext, CommandPlan, ending_edge, simple_edge
 from shared.steps.engine import later
 
@@ -48,16 +51,25 @@ def pause(ctx: CommandContext) -> CommandPlan:
 
 
 def resume(ctx: CommandContext) -> CommandPlan:
-    """Carry on from the paused step; its bake starts over so the evidence after the pause counts."""
+    """Carry on from the paused step; its clock starts over (bake, evidence deadline), so the step is
+    judged as if its weight were set now. The measured window stays: traffic flowed during the pause."""
     assert ctx.rollout is not None
     rollout, spec = ctx.rollout.value, ctx.spec
     bake = spec.bake_seconds if spec else 0.0
-    due = later(ctx.now, bake) if rollout.step_applied else ctx.now
+    updates: dict[str, Any] = {"due_at": ctx.now}
+    if rollout.step_applied:
+        analysis = spec.analysis if spec else None
+        first_check = analysis.interval_seconds if analysis and analysis.enabled else bake
+        updates.update(
+            due_at=later(ctx.now, first_check),
+            analysis=start_step(rollout, ctx.now).to_dict(),
+        )
     return simple_edge(
         ctx,
         Outcome.RESUME_REQUESTED,
-        f"resumed at step {rollout.step_index + 1} of {len(rollout.steps)}; baking {bake:g}s again",
-        due_at=due,
+        f"resumed at step {rollout.step_index + 1} of {len(rollout.steps)}; "
+        f"the step's clock starts over (bake {bake:g}s)",
+        **updates,
     )
 
 

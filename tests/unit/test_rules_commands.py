@@ -87,8 +87,14 @@ def test_pause_holds_traffic_past_the_bake_and_resume_carries_on() -> None:
         pipeline.drain()
     assert v2(world).phase is Phase.PAUSED
     assert world.traffic() == {world.revision("v1"): 90, world.revision("v2"): 10}
+    paused = v2(world)
     result = command(world, "resume")
     assert result.phase == "SHIFTING"
+    resumed = v2(world)
+    # The step's clock starts over at resume; the measured window (since the first step) stays.
+    assert resumed.analysis["step_started_at"] == world.clock.now().isoformat()
+    assert resumed.analysis["window_start"] == paused.analysis["window_start"]
+    assert resumed.due_at is not None and resumed.due_at > world.clock.now()
     pipeline.run()
     assert v2(world).phase is Phase.PROMOTED
 

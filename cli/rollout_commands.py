@@ -119,12 +119,14 @@ def wait_for_rollout(
             for decision in current.get("decisions", []):
                 if decision["id"] not in seen:
                     seen.add(decision["id"])
+                    last_figures_at = max(last_figures_at or "", decision.get("at") or "")
                     if on_decision:
                         on_decision(current, decision)
             figures = current.get("analysis")
+            # An evaluation that ended in a decision was shown as that decision already.
             if (
                 figures
-                and figures.get("at") != last_figures_at
+                and (figures.get("at") or "") > (last_figures_at or "")
                 and current["phase"] not in TERMINAL
             ):
                 last_figures_at = figures.get("at")
@@ -246,8 +248,9 @@ def render_status(status: dict[str, Any]) -> str:
 def render_figures(figures: dict[str, Any]) -> str:
     """The running step's live figures in one line: verdict, measured rates, what is still needed."""
     verdict = str(figures.get("verdict") or "").upper()
-    parts = [f"step {figures.get('percent', '?')}%", verdict, one_line(figures.get("reason"))]
-    if figures.get("needed_requests"):
+    reason = one_line(figures.get("reason"))
+    parts = [f"step {figures.get('percent', '?')}%", verdict, reason]
+    if figures.get("needed_requests") and "more candidate requests" not in reason:
         parts.append(f"needs ~{figures['needed_requests']:,} more candidate requests")
     if figures.get("problem"):
         parts.append(one_line(figures["problem"]))

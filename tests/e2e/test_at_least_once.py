@@ -78,26 +78,17 @@ def _logged_retryable(stack: E2EStack, topic: str, message_id: str) -> bool:
     return False
 
 
-# Differ between any two runs: times (validation's warm-up deadline and the golden replay's
-# duration included), message ids, measured latencies.
-_MEASURED = frozenset(
-    {
-        "at",
-        "message_id",
-        "latency_ms",
-        "started_at",
-        "updated_at",
-        "ended_at",
-        "warmup_deadline",
-        "seconds",
-    }
+_VARYING_KEYS = frozenset(
+    {"at", "message_id", "latency_ms", "started_at", "updated_at", "ended_at"}
+    # the validation's warm-up deadline and the golden replay's duration are wall-clock figures
+    | {"warmup_deadline", "retry_at", "seconds"}
 )
 
 
 def _without_measurements(value: Any) -> Any:
     """Drop times, message ids and measured latencies: they differ between any two runs."""
     if isinstance(value, dict):
-        return {k: _without_measurements(v) for k, v in value.items() if k not in _MEASURED}
+        return {k: _without_measurements(v) for k, v in value.items() if k not in _VARYING_KEYS}
     if isinstance(value, list):
         return [_without_measurements(v) for v in value]
     return value

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Deploy hekaton.
 #   ./deploy.sh local                                  bring the local stack up (same as `bin/dev up --detach`)
-#   ./deploy.sh gcp --project P --region R --cluster C --cluster-location L [--ingress-url URL] [--dry-run]
+#   ./deploy.sh gcp --project P --region R --cluster C --cluster-location L [--ingress-url URL]
+#                   [--allowed-principals 'PATTERN,...'] [--dry-run]
 #                                                      deploy to a GCP project (topics with dead-lettering,
 #                                                      one Cloud Function per step, scheduler tick, IAM,
 #                                                      Firestore index); --dry-run prints every command.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 [[ $# -ge 1 ]] || usage
 MODE="$1"; shift
@@ -18,7 +19,7 @@ case "$MODE" in
   *) usage ;;
 esac
 
-PROJECT="" REGION="" INGRESS_URL="" CLUSTER="" CLUSTER_LOCATION="" DRY_RUN=0 RUNTIME="python311" SA_NAME="hekaton"
+PROJECT="" REGION="" INGRESS_URL="" ALLOWED_PRINCIPALS="" CLUSTER="" CLUSTER_LOCATION="" DRY_RUN=0 RUNTIME="python311" SA_NAME="hekaton"
 TICK_SCHEDULE="* * * * *" MAX_DELIVERY_ATTEMPTS=5
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -26,6 +27,7 @@ while [[ $# -gt 0 ]]; do
     --region) REGION="$2"; shift 2 ;;
     --cluster) CLUSTER="$2"; shift 2 ;;
     --ingress-url) INGRESS_URL="$2"; shift 2 ;;
+    --allowed-principals) ALLOWED_PRINCIPALS="$2"; shift 2 ;;
     --cluster-location) CLUSTER_LOCATION="$2"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     *) echo "deploy.sh: unknown option $1" >&2; usage ;;
@@ -95,13 +97,15 @@ while IFS=$'\t' read -r kind name source entry topic; do
   dir="$STAGE/$name"
   mkdir -p "$dir/functions"
   cp -r "$ROOT/events" "$ROOT/shared" "$dir/"
-  cp "$ROOT/functions/__init__.py" "$ROOT/functions/_runtime.py" "$ROOT/functions/_steps.py" "$ROOT/$source" "$dir/functions/"
+  cp "$ROOT/functions/__init__.py" "$ROOT/functions/_runtime.py" "$ROOT/functions/_steps.py" "$ROOT/functions/_http.py" "$ROOT/$source" "$dir/functions/"
   cp "$STAGE/requirements.txt" "$dir/"
   module="$(basename "$source" .py)"
   printf 'from functions.%s import %s  # noqa: F401\n' "$module" "$entry" > "$dir/main.py"
   common=(gcloud functions deploy "hekaton-$name" --gen2 --project "$PROJECT" --region "$REGION"
     --runtime "$RUNTIME" --source "$dir" --entry-point "$entry" --service-account "$SA"
-    --set-env-vars "HEKATON_PROJECT=$PROJECT,HEKATON_LOG_FORMAT=json,HEKATON_KUBE_SERVER=$KUBE_SERVER,HEKATON_KUBE_CA_DATA=$KUBE_CA${INGRESS_URL:+,HEKATON_INGRESS_URL=$INGRESS_URL}" --memory 256Mi --timeout 120s)
+    # '^|^' makes '|' the separator: the principal patterns are a comma-separated list.
+    # The APIs accept Google ID tokens whose audience is the function's URL.
+    --set-env-vars "^|^HEKATON_PROJECT=$PROJECT|HEKATON_LOG_FORMAT=json|HEKATON_KUBE_SERVER=$KUBE_SERVER|HEKATON_KUBE_CA_DATA=$KUBE_CA${INGRESS_URL:+|HEKATON_INGRESS_URL=$INGRESS_URL}|HEKATON_AUTH_AUDIENCES=https://$REGION-$PROJECT.cloudfunctions.net/hekaton-$name|HEKATON_ALLOWED_PRINCIPALS=$ALLOWED_PRINCIPALS" --memory 256Mi --timeout 120s)
   if [[ "$topic" == "-" ]]; then
     run "${common[@]}" --trigger-http --no-allow-unauthenticated
   else

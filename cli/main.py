@@ -14,6 +14,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "cli.stack_commands",  # up, down, env, ps
     "cli.rollout_commands",  # register, push, status, history, watch, rollback
+    "cli.control_commands",  # abort, promote, pause, resume, approve, delete, token
     "cli.demo",  # demo
     "cli.load_commands",  # load
 )

@@ -1,47 +1,52 @@
-"""`hekaton register | push | status | history | watch`: the rollout commands a user types."""
+"""`hekaton register | push | status | history | watch | rollback`: thin clients of the APIs."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-import httpx
-
+from cli.api_client import CommandError, Refusal, control, fetch
 from cli.target import Target, TargetError, resolve
 from events.artifact_registry import split_image
 from events.errors import MalformedEvent
-from events.steps import REGISTRY_TOPIC, ROLLBACK_TOPIC
+from events.steps import REGISTRY_TOPIC
 
-TERMINAL = {"PROMOTED", "FAILED", "ROLLED_BACK", "SUPERSEDED"}
+TERMINAL = {"PROMOTED", "FAILED", "ROLLED_BACK", "SUPERSEDED", "DELETED"}
+# What happens to a rollout in a phase with a deadline of its own when the deadline passes.
+AT_DEADLINE = {
+    "PAUSED": "rolled back unless resumed (or promoted) before",
+    "AWAITING_APPROVAL": "rolled back unless approved before",
+    "VALIDATING": "FAILED without a verdict by then",
+}
+ACCEPT_TIMEOUT = 30.0  # seconds for hekaton to start (or ignore) a pushed image
 
-
-class CommandError(RuntimeError):
-    """A command failed in a way the user can fix; the message says how."""
+__all__ = ["CommandError", "Refusal", "fetch"]
 
 
 # --- library functions (used by the commands, the demo, the benchmark and the e2e tests) -----------
 
 
 def register_file(target: Target, path: Path) -> tuple[str, bool]:
-    """Validate and register a service spec file; returns (service name, created)."""
-    from shared.firestore_store import FirestoreStore
-    from shared.registry import register
+    """Register a service spec file through the control API; returns (service name, created).
+
+    The file is read here, with what it names beside it (the golden set's JSONL is embedded), and
+    checked once locally for a quick answer; the control API validates it again and registers it.
+    """
     from shared.spec import SpecError, load_spec
 
     try:
         spec = load_spec(path)
     except SpecError as exc:
         raise CommandError(str(exc)) from exc
-    target.apply_env()
-    record, created = register(FirestoreStore.for_project(target.project), spec, datetime.now(UTC))
-    return record.name, created
+    answer = control(target, "POST", "/services", {"spec": spec.to_document()})
+    return str(answer["service"]), bool(answer["created"])
 
 
 def registry_message(image: str, *, delete: bool = False) -> dict[str, str]:
@@ -85,23 +90,6 @@ def publish(
     return str(future.result(timeout=30))
 
 
-def fetch(target: Target, path: str) -> Any:
-    """GET a JSON document from the status API; CommandError with its message on 4xx."""
-    if not target.status_url:
-        raise CommandError("no status URL: set HEKATON_STATUS_URL or start the local stack")
-    try:
-        response = httpx.get(target.status_url.rstrip("/") + path, timeout=10)
-    except httpx.HTTPError as exc:
-        raise CommandError(f"status API at {target.status_url} unreachable: {exc}") from exc
-    if response.status_code >= 400:
-        try:
-            message = response.json().get("error", response.text)
-        except ValueError:
-            message = response.text
-        raise CommandError(str(message))
-    return response.json()
-
-
 def wait_for_rollout(
     target: Target,
     service: str,
@@ -118,6 +106,8 @@ def wait_for_rollout(
     `on_decision(rollout, decision)` sees each new decision once; `on_progress(rollout, figures)` sees
     each new analysis evaluation of the running step (the live figures).
     """
+    if rollout_id is not None:
+        return _follow(target, rollout_id, timeout, on_decision, on_progress, poll_seconds)
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
     last_figures_at = None
@@ -147,6 +137,43 @@ def wait_for_rollout(
         time.sleep(poll_seconds)
     raise CommandError(
         f"no rollout of {service} ended within {timeout:.0f}s (see `hekaton status {service}`)"
+    )
+
+
+def _follow(
+    target: Target,
+    rollout_id: str,
+    timeout: float,
+    on_decision: Any,
+    on_progress: Any,
+    poll_seconds: float,
+) -> dict[str, Any]:
+    """Follow one rollout by id, reading only the decisions after the last one seen."""
+    deadline = time.monotonic() + timeout
+    path = f"/rollouts/{quote(rollout_id, safe='')}"
+    after, last_figures_at = 0, None
+    while time.monotonic() < deadline:
+        try:
+            current = fetch(target, f"{path}?after={after}")
+        except Refusal as refusal:
+            if refusal.status != 404:
+                raise
+            time.sleep(poll_seconds)  # not created yet (ingest has not run)
+            continue
+        for decision in current.get("decisions", []):
+            after = max(after, int(decision["seq"]))
+            if on_decision:
+                on_decision(current, decision)
+        figures = current.get("analysis")
+        if figures and figures.get("at") != last_figures_at and current["phase"] not in TERMINAL:
+            last_figures_at = figures.get("at")
+            if on_progress:
+                on_progress(current, figures)
+        if current["phase"] in TERMINAL:
+            return dict(fetch(target, path))  # with its whole decision log
+        time.sleep(poll_seconds)
+    raise CommandError(
+        f"rollout {rollout_id} did not end within {timeout:.0f}s (see `hekaton watch`)"
     )
 
 
@@ -194,12 +221,20 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append("    (no traffic reported by the cluster)")
     if status.get("cluster_error"):
         lines.append(f"  cluster: {status['cluster_error']}")
+    if status.get("deleted_at"):
+        lines.append(
+            f"  deleted: {status['deleted_at']} by {status.get('deleted_by') or '?'} "
+            "(its Knative Service is gone; register it again to deploy it)"
+        )
     active, last = status.get("active_rollout"), status.get("last_rollout")
     if active:
         lines.append(
             f"  active:  {active['id']}  {active['phase']}  step {active['step']} of {active['steps']}  "
             f"{short_image(active['image'])}"
         )
+        if active.get("deadline_at"):
+            then = AT_DEADLINE.get(active["phase"], "ends")
+            lines.append(f"  deadline: {active['deadline_at']}: {then}")
         if active.get("analysis"):
             lines.append(f"  live:    {render_figures(active['analysis'])}")
     else:
@@ -250,74 +285,216 @@ def render_history(history: list[dict[str, Any]]) -> str:
 # --- commands -------------------------------------------------------------------------------------
 
 
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Print `data` as JSON with --json, else the human `text`."""
+    print(json.dumps(data, indent=2) if getattr(args, "json", False) else text, flush=True)
+
+
 def _cmd_register(args: argparse.Namespace) -> int:
     name, created = register_file(resolve(), Path(args.file))
-    print(f"{'registered' if created else 'updated'} service {name}")
+    emit(
+        args,
+        {"service": name, "created": created},
+        f"{'registered' if created else 'updated'} service {name}",
+    )
     return 0
+
+
+def accepted(
+    target: Target, image: str, digest: str, message_id: str, timeout: float = ACCEPT_TIMEOUT
+) -> tuple[list[str], list[str]]:
+    """Wait until hekaton started or ignored a pushed image: (rollout ids, ignore reasons)."""
+    from shared.steps.ingest import rollout_id  # the ids ingest gives rollouts are deterministic
+
+    repository = split_image(image).repository
+    followers = [
+        s["service"]
+        for s in fetch(target, "/services?limit=100")["services"]
+        if s["image_repository"] == repository and not s.get("deleted_at")
+    ]
+    expected = {name: rollout_id(name, digest, message_id) for name in followers}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        started = [rid for rid in expected.values() if _exists(target, rid)]
+        ignored = [
+            e["reason"]
+            for e in fetch(target, "/ignored?limit=100")["ignored"]
+            if e["function"] == "ingest"
+            and (e["message_id"] == message_id or e["message_id"].startswith(f"{message_id}-"))
+        ]
+        if (started or ignored) and len(started) + len(ignored) >= max(1, len(followers)):
+            return started, ignored
+        time.sleep(0.2)
+    raise CommandError(
+        f"hekaton neither started nor ignored message {message_id} within {timeout:.0f}s "
+        "(is the stack's ingest function running? see `hekaton ps`)"
+    )
+
+
+def _exists(target: Target, rollout_id: str) -> bool:
+    try:
+        fetch(target, f"/rollouts/{quote(rollout_id, safe='')}?after=1000000")
+    except Refusal as refusal:
+        if refusal.status == 404:
+            return False
+        raise
+    return True
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
+    target = resolve()
     body = registry_message(args.image, delete=args.delete)
-    message_id = publish_push(resolve(), body)
-    print(f"published to topic {REGISTRY_TOPIC}: {json.dumps(body)} (message {message_id})")
-    return 0
+    message_id = publish_push(target, body)
+    if args.no_wait or args.delete:
+        emit(
+            args,
+            {"message_id": message_id, "published": body},
+            f"published to topic {REGISTRY_TOPIC}: {json.dumps(body)} (message {message_id})",
+        )
+        return 0
+    digest = body["digest"].split("@", 1)[1]
+    started, ignored = accepted(target, args.image, digest, message_id)
+    if not started:
+        emit(
+            args,
+            {"message_id": message_id, "ignored": ignored},
+            "\n".join(f"ignored: {reason}" for reason in ignored),
+        )
+        return 1
+    ended = [follow_rollout(args, target, rid) for rid in started]
+    if args.json:
+        print(json.dumps(ended, indent=2))
+    return 0 if all(r["phase"] == "PROMOTED" for r in ended) else 1
+
+
+def follow_rollout(args: argparse.Namespace, target: Target, rollout_id: str) -> dict[str, Any]:
+    """Follow a rollout to its end, printing each decision (unless --json); return it."""
+
+    def show(_rollout: dict[str, Any], decision: dict[str, Any]) -> None:
+        if not args.json:
+            print(render_decision(decision), flush=True)
+
+    def progress(_rollout: dict[str, Any], figures: dict[str, Any]) -> None:
+        if not args.json:
+            print(render_progress(figures), flush=True)
+
+    ended = wait_for_rollout(
+        target,
+        "",
+        rollout_id=rollout_id,
+        timeout=getattr(args, "timeout", 600.0),
+        on_decision=show,
+        on_progress=progress,
+    )
+    if not args.json:
+        print(f"{ended['id']} ended {ended['phase']}: {one_line(ended.get('reason'))}")
+    return ended
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    status = fetch(resolve(), f"/services/{args.service}")
-    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    status = fetch(resolve(), f"/services/{quote(args.service, safe='')}")
+    emit(args, status, render_status(status))
     return 0
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    history = fetch(resolve(), f"/services/{args.service}/rollouts")["rollouts"]
-    print(json.dumps(history, indent=2) if args.json else render_history(history))
+    path = f"/services/{quote(args.service, safe='')}/rollouts?limit={args.limit}"
+    page = fetch(resolve(), path + (f"&cursor={args.cursor}" if args.cursor else ""))
+    text = render_history(page["rollouts"])
+    if page.get("next_cursor"):
+        text += f"\n(more: hekaton history {args.service} --cursor {page['next_cursor']})"
+    emit(args, page["rollouts"] if args.json else page, text)
     return 0
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
-    def show(rollout: dict[str, Any], decision: dict[str, Any]) -> None:
-        print(render_decision(decision), flush=True)
-
-    def progress(rollout: dict[str, Any], figures: dict[str, Any]) -> None:
-        print(render_progress(figures), flush=True)
-
     target = resolve()
-    status = fetch(target, f"/services/{args.service}")  # unknown service: the error, nothing else
-    if args.rollout is None and status["active_rollout"] is None and status["last_rollout"]:
+    status = fetch(target, f"/services/{quote(args.service, safe='')}")  # unknown: the error
+    rollout_id = args.rollout
+    if rollout_id is not None:
+        # An unknown id is said at once (it used to be waited for until the timeout).
+        named = fetch(target, f"/rollouts/{quote(rollout_id, safe='')}")
+        if named.get("service") != args.service:
+            raise CommandError(
+                f"rollout {rollout_id} is a rollout of {named.get('service')}, not {args.service}"
+            )
+    elif status["active_rollout"] is not None:
+        rollout_id = status["active_rollout"]["id"]
+    elif status["last_rollout"]:
         last = status["last_rollout"]
-        print(
-            f"no rollout of {args.service} in flight; the last one, {last['id']}, ended {last['phase']}:"
-        )
+        if not args.json:
+            print(
+                f"no rollout of {args.service} in flight; the last one, {last['id']}, "
+                f"ended {last['phase']}:"
+            )
+        rollout_id = last["id"]
     else:
+        raise CommandError(f"service {args.service} has no rollouts yet")
+    if not args.json:
         print(f"watching {args.service} (Ctrl-C to stop)", flush=True)
-    ended = wait_for_rollout(
-        target,
-        args.service,
-        rollout_id=args.rollout,
-        timeout=args.timeout,
-        on_decision=show,
-        on_progress=progress,
-    )
-    print(f"{ended['id']} ended {ended['phase']}: {ended.get('reason') or ''}")
+    ended = follow_rollout(args, target, rollout_id)
+    if args.json:
+        print(json.dumps(ended, indent=2))
     return 0 if ended["phase"] == "PROMOTED" else 1
 
 
+def _pages(target: Target, path: str, key: str, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` items of a paginated list, following its cursors."""
+    items: list[dict[str, Any]] = []
+    cursor = ""
+    while len(items) < limit:
+        page = fetch(target, f"{path}?limit={min(100, limit - len(items))}&cursor={cursor}")
+        items += page[key]
+        cursor = page.get("next_cursor") or ""
+        if not cursor:
+            break
+    return items
+
+
+def _cmd_services(args: argparse.Namespace) -> int:
+    items = _pages(resolve(), "/services", "services", args.limit)
+    lines = [
+        f"{s['service']:<24} {s['namespace']:<12} {s['stable_revision'] or '-':<32} "
+        f"{'deleted' if s.get('deleted_at') else (s['active_rollout_id'] or '')}".rstrip()
+        for s in items
+    ]
+    emit(args, items, "\n".join(lines) or "no services registered")
+    return 0
+
+
+def _cmd_ignored(args: argparse.Namespace) -> int:
+    items = _pages(resolve(), "/ignored", "ignored", args.limit)
+    lines = [f"{(e['at'] or '')[:19]}  {e['function']:<9} {one_line(e['reason'])}" for e in items]
+    emit(args, items, "\n".join(lines) or "nothing ignored")
+    return 0
+
+
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    body = {"service": args.service, "reason": args.reason, "requested_by": args.requested_by}
+    body: dict[str, Any] = {"reason": args.reason}
     if args.to:
         body["revision"] = args.to
-    message_id = publish(resolve(), ROLLBACK_TOPIC, body)
-    print(
-        f"rollback of {args.service} requested (message {message_id}); see `hekaton status {args.service}`"
+    answer = control(resolve(), "POST", f"/services/{quote(args.service, safe='')}/rollback", body)
+    ended = (
+        f"; rollout {answer['rollout_id']} ended ROLLED_BACK" if answer.get("ended_active") else ""
+    )
+    again = " [already applied]" if answer["status"] == "repeated" else ""
+    emit(
+        args,
+        answer,
+        f"rolled back {args.service}: all traffic on {answer.get('target_revision')}{ended}{again}",
     )
     return 0
 
 
-def _guard(fn: Any) -> Any:
+def guard(fn: Any) -> Any:
+    """Run a command: exit 1 with hekaton's reason on a refusal, 2 on any other error."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             return int(fn(args))
+        except Refusal as refused:
+            print(f"refused: {refused}", file=sys.stderr)
+            return 1
         except (CommandError, TargetError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -325,16 +502,25 @@ def _guard(fn: Any) -> Any:
     return run
 
 
+_guard = guard
+
+
 def register(subparsers: Any) -> None:
     """Add the rollout commands to the `hekaton` parser."""
     p = subparsers.add_parser("register", help="register (or update) a service from a YAML spec")
     p.add_argument("file")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guard(_cmd_register))
     p = subparsers.add_parser(
-        "push", help="publish an Artifact Registry push of IMAGE[:TAG][@DIGEST] to `gcr`"
+        "push",
+        help="publish an Artifact Registry push of IMAGE[:TAG][@DIGEST] to `gcr` and follow "
+        "the rollout it starts (exit 0 on PROMOTED, 1 when ignored or not promoted)",
     )
     p.add_argument("image")
     p.add_argument("--delete", action="store_true", help="send a DELETE of the tag instead")
+    p.add_argument("--no-wait", action="store_true", help="return once published")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guard(_cmd_push))
     p = subparsers.add_parser(
         "status", help="stable revision, live traffic, active and last rollout"
@@ -344,6 +530,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_guard(_cmd_status))
     p = subparsers.add_parser("history", help="a service's rollouts, newest first, with decisions")
     p.add_argument("service")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--cursor", help="next page (printed at the end of a full page)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guard(_cmd_history))
     p = subparsers.add_parser(
@@ -352,12 +540,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("service")
     p.add_argument("--rollout", help="follow this rollout id instead of the active one")
     p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guard(_cmd_watch))
+    p = subparsers.add_parser("services", help="registered services, their stable revision")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_cmd_services))
     p = subparsers.add_parser(
-        "rollback", help="force traffic back to the stable (or a named) revision"
+        "ignored", help="messages and requests hekaton refused or ignored, newest first, and why"
+    )
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_cmd_ignored))
+    p = subparsers.add_parser(
+        "rollback", help="traffic back to the stable (or a named, served) revision, now"
     )
     p.add_argument("service")
-    p.add_argument("--to", help="revision name or image digest (sha256:...) to return to")
+    p.add_argument("--to", help="revision name or full image digest (sha256:<64 hex>)")
     p.add_argument("--reason", default="operator rollback")
-    p.add_argument("--requested-by", default=os.environ.get("USER") or "operator")
+    p.add_argument(
+        "--no-wait", action="store_true", help="accepted; a rollback is done when answered"
+    )
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guard(_cmd_rollback))

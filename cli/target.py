@@ -16,12 +16,31 @@ class TargetError(RuntimeError):
 
 @dataclass(frozen=True)
 class Target:
-    """Project, emulator hosts (None in GCP) and the status endpoint."""
+    """Project, emulator hosts (None in GCP), the read (status) and control endpoints."""
 
     project: str
     status_url: str | None
     pubsub_emulator_host: str | None = None
     firestore_emulator_host: str | None = None
+    control_url: str | None = None
+    # The local stack's state folder, whose signing key mints tokens (None: use $HEKATON_TOKEN).
+    stack_dir: Path | None = None
+
+    def token(self) -> str | None:
+        """The bearer token: $HEKATON_TOKEN, else one minted with the local stack's key (None when
+        there is neither: the API then answers 401 and says why)."""
+        given = os.environ.get("HEKATON_TOKEN")
+        if given:
+            return given.strip()
+        folder = self.stack_dir or (None if os.environ.get("HEKATON_PROJECT") else state_dir())
+        if folder is None:
+            return None
+        from local.auth_keys import issue_token  # the local stack's issuer
+
+        try:
+            return issue_token(folder)
+        except FileNotFoundError:
+            return None
 
     def apply_env(self) -> None:
         """Point the Google client libraries at the emulators (no-op against a real project)."""
@@ -45,6 +64,7 @@ def resolve() -> Target:
             status_url=os.environ.get("HEKATON_STATUS_URL"),
             pubsub_emulator_host=os.environ.get("PUBSUB_EMULATOR_HOST"),
             firestore_emulator_host=os.environ.get("FIRESTORE_EMULATOR_HOST"),
+            control_url=os.environ.get("HEKATON_CONTROL_URL"),
         )
     path = state_dir() / "stack.json"
     try:
@@ -63,4 +83,6 @@ def resolve() -> Target:
         status_url=stack.get("status_url"),
         pubsub_emulator_host=stack.get("pubsub_emulator_host"),
         firestore_emulator_host=stack.get("firestore_emulator_host"),
+        control_url=stack.get("control_url"),
+        stack_dir=path.parent,
     )

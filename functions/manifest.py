@@ -41,6 +41,7 @@ FUNCTIONS: tuple[FunctionDef, ...] = (
     FunctionDef("tick", "functions/tick.py", "tick", TICK_TOPIC),
     FunctionDef("rollback", "functions/rollback.py", "rollback", ROLLBACK_TOPIC),
     FunctionDef("status", "functions/status.py", "status"),
+    FunctionDef("control", "functions/control.py", "control"),
 )
 
 # Topics that exist without a function of ours publishing to them first.

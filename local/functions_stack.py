@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from functions.manifest import FUNCTIONS, FunctionDef
+from local.auth_keys import ALLOWED, AUDIENCE, ISSUER, create_keys
 from local.components import Component, Launch, Ready, StackContext, http_server_component
 from local.procs import ManagedProcess
 from local.pubsub_wiring import wire
@@ -23,6 +24,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TICK_SECONDS = 0.5
 READY_POLL_SECONDS = 0.25
 LOST_EVENT_GRACE_SECONDS = 5.0
+# HTTP functions whose URL stack.json publishes, under these keys.
+URL_EXPORTS = {"status": "status_url", "control": "control_url"}
+
+
+def auth_keys(ctx: StackContext) -> Mapping[str, str]:
+    """Setup step: a fresh signing key for the stack's tokens; publishes where the JWKS is."""
+    jwks = create_keys(ctx.state_dir)
+    return {
+        "auth_issuer": ISSUER,
+        "auth_jwks": str(jwks),
+        "auth_audience": AUDIENCE,
+        "allowed_principals": ALLOWED,
+    }
 
 
 def function_env(ctx: StackContext) -> dict[str, str]:
@@ -38,6 +52,12 @@ def function_env(ctx: StackContext) -> dict[str, str]:
     env["HEKATON_LOST_EVENT_GRACE_SECONDS"] = str(LOST_EVENT_GRACE_SECONDS)
     if "kube_server" in ctx.exports:
         env["HEKATON_KUBE_SERVER"] = ctx.exports["kube_server"]
+    if "auth_jwks" in ctx.exports:
+        # The APIs verify tokens as in GCP, against the stack's own issuer (local/auth_keys.py).
+        env["HEKATON_AUTH_ISSUER"] = ctx.exports["auth_issuer"]
+        env["HEKATON_AUTH_JWKS"] = ctx.exports["auth_jwks"]
+        env["HEKATON_AUTH_AUDIENCES"] = ctx.exports["auth_audience"]
+        env["HEKATON_ALLOWED_PRINCIPALS"] = ctx.exports["allowed_principals"]
     if "gateway_url" in ctx.exports:
         # Tag URLs like http://candidate-iris.models.example.com are reached through the gateway.
         env["HEKATON_INGRESS_URL"] = ctx.exports["gateway_url"]
@@ -65,7 +85,9 @@ def function_component(function: FunctionDef, *, timeout: float = 60.0) -> Compo
         # An event function answers a GET with an error: still proof that it is serving.
         health_path="/healthz" if function.http else "/",
         accept=(lambda status, _body: status == 200) if function.http else None,
-        exports=(lambda url: {"status_url": url}) if function.name == "status" else None,
+        exports=(lambda url: {URL_EXPORTS[function.name]: url})
+        if function.name in URL_EXPORTS
+        else None,
         timeout=timeout,
     )
 

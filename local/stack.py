@@ -36,7 +36,12 @@ from local.components import (
     start_component,
 )
 from local.emulators import FIRESTORE, PUBSUB, emulator_component
-from local.functions_stack import function_components, ticker_component, wire_subscriptions
+from local.functions_stack import (
+    auth_keys,
+    function_components,
+    ticker_component,
+    wire_subscriptions,
+)
 from local.kubeconfig import write_kubeconfig
 from local.procs import ManagedProcess, StopResult, tail
 from local.prometheus_component import NAME as PROMETHEUS
@@ -125,6 +130,7 @@ def default_plan(options: StackOptions) -> list[PlanStep]:
         prometheus_component(),
     )
     return [
+        SetupStep("auth keys", auth_keys),
         ComponentGroup(core),
         SetupStep("scrape targets", write_scrape_targets),
         ComponentGroup(function_components()),

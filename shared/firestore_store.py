@@ -9,13 +9,14 @@ from google.cloud import firestore
 
 from shared import metering
 from shared.errors import PermanentError, PreconditionFailed, RetryableError
-from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
+from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
 from shared.store import MUST_NOT_EXIST, Change, Versioned
 
 SERVICES = "services"
 ROLLOUTS = "rollouts"
 DECISIONS = "decisions"  # subcollection of each rollout: keeps the rollout document small
 IGNORED = "ignored"
+REQUESTS = "requests"  # operator requests, one document per idempotency key
 
 _TRANSIENT = (
     google_errors.ServiceUnavailable,
@@ -45,12 +46,17 @@ class FirestoreStore:
             return None
         return Versioned(ServiceRecord.from_document(_fields(snap)), snap.update_time)
 
-    def list_services(self) -> list[ServiceRecord]:
-        """Every registered service, by name."""
-        snaps = self._call(lambda: list(self._db.collection(SERVICES).stream()))
-        return sorted(
-            (ServiceRecord.from_document(_fields(s)) for s in snaps), key=lambda s: s.name
-        )
+    def list_services(
+        self, limit: int | None = None, after: str | None = None
+    ) -> list[ServiceRecord]:
+        """Registered services by name (at most `limit`, those after the name `after`)."""
+        query = self._db.collection(SERVICES).order_by("name")
+        if after is not None:
+            query = query.start_after({"name": after})
+        if limit is not None:
+            query = query.limit(limit)
+        snaps = self._call(lambda: list(query.stream()))
+        return [ServiceRecord.from_document(_fields(s)) for s in snaps]
 
     def services_for_repository(self, repository: str) -> list[Versioned[ServiceRecord]]:
         """The services following an image repository."""
@@ -72,14 +78,21 @@ class FirestoreStore:
             return None
         return Versioned(Rollout.from_document(_fields(snap)), snap.update_time)
 
-    def list_rollouts(self, service: str, limit: int = 20) -> list[Rollout]:
+    def list_rollouts(
+        self, service: str, limit: int = 20, after: str | None = None
+    ) -> list[Rollout]:
         """A service's rollouts, newest first (composite index: service ASC, created_at DESC)."""
         query = (
             self._db.collection(ROLLOUTS)
             .where(filter=firestore.FieldFilter("service", "==", service))
             .order_by("created_at", direction=firestore.Query.DESCENDING)
-            .limit(limit)
         )
+        if after is not None:
+            cursor = self._call(self._db.collection(ROLLOUTS).document(after).get)
+            if not cursor.exists:
+                return []
+            query = query.start_after(cursor)
+        query = query.limit(limit)
         return [Rollout.from_document(_fields(s)) for s in self._call(lambda: list(query.stream()))]
 
     def active_rollouts(self) -> list[Versioned[Rollout]]:
@@ -92,14 +105,20 @@ class FirestoreStore:
             for s in self._call(lambda: list(query.stream()))
         ]
 
-    def decisions(self, rollout_id: str) -> list[Decision]:
-        """A rollout's decision log, oldest first."""
-        query = (
-            self._db.collection(ROLLOUTS).document(rollout_id).collection(DECISIONS).order_by("seq")
-        )
+    def decisions(self, rollout_id: str, after_seq: int = 0) -> list[Decision]:
+        """A rollout's decision log, oldest first (entries with seq > after_seq)."""
+        log = self._db.collection(ROLLOUTS).document(rollout_id).collection(DECISIONS)
+        query = log.order_by("seq")
+        if after_seq:
+            query = log.where(filter=firestore.FieldFilter("seq", ">", after_seq)).order_by("seq")
         return [
             Decision.from_document(_fields(s)) for s in self._call(lambda: list(query.stream()))
         ]
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """An operator request already applied or refused, or None."""
+        snap = self._call(self._db.collection(REQUESTS).document(request_id).get)
+        return RequestRecord.from_document(_fields(snap)) if snap.exists else None
 
     # writes -------------------------------------------------------------------------------
     def commit(self, change: Change) -> None:
@@ -129,10 +148,16 @@ class FirestoreStore:
                 .document(decision.id)
             )
             batch.set(ref, to_firestore(decision.to_document()))
+        for request in change.requests:
+            ref = self._db.collection(REQUESTS).document(request.id)
+            self._write(batch, ref, request.to_document(), MUST_NOT_EXIST)
         # Firestore bills every document in the batch, whether or not the commit succeeds.
         metering.count(
             metering.FIRESTORE_WRITES,
-            len(change.rollouts) + len(change.services) + len(change.decisions),
+            len(change.rollouts)
+            + len(change.services)
+            + len(change.decisions)
+            + len(change.requests),
         )
         try:
             batch.commit()
@@ -150,21 +175,27 @@ class FirestoreStore:
 
     def record_ignored(self, event: IgnoredEvent) -> None:
         """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""
-        doc_id = f"{event.function}-{event.message_id}"[:1500].replace("/", "_")
         metering.count(metering.FIRESTORE_WRITES)
         try:
-            self._db.collection(IGNORED).document(doc_id).set(to_firestore(event.to_document()))
+            self._db.collection(IGNORED).document(event.id).set(to_firestore(event.to_document()))
         except _TRANSIENT as exc:
             raise RetryableError(f"Firestore write failed transiently: {exc.message}") from exc
 
-    def list_ignored(self, limit: int = 50) -> list[IgnoredEvent]:
-        """Recently ignored messages, newest first."""
-        query = (
-            self._db.collection(IGNORED)
-            .order_by("at", direction=firestore.Query.DESCENDING)
-            .limit(limit)
-        )
+    def list_ignored(self, limit: int = 50, after: str | None = None) -> list[IgnoredEvent]:
+        """Recently ignored messages, newest first (those older than the entry with id `after`)."""
+        query = self._db.collection(IGNORED).order_by("at", direction=firestore.Query.DESCENDING)
+        if after is not None:
+            cursor = self._call(self._db.collection(IGNORED).document(after).get)
+            if not cursor.exists:
+                return []
+            query = query.start_after(cursor)
+        query = query.limit(limit)
         return [IgnoredEvent(**(_fields(s))) for s in self._call(lambda: list(query.stream()))]
+
+    def count_ignored(self) -> int:
+        """How many ignored messages are kept (one aggregation read)."""
+        result = self._call(lambda: list(self._db.collection(IGNORED).count().get()))
+        return int(result[0][0].value) if result and result[0] else 0
 
     # helpers ------------------------------------------------------------------------------
     def _write(self, batch: Any, ref: Any, data: dict[str, Any], expected: object | None) -> None:

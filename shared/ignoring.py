@@ -6,6 +6,10 @@ from shared import logs
 from shared.deps import Deps
 from shared.model import IgnoredEvent
 
+MAX_REASON = 1000  # characters
+MAX_EXCERPT = 300  # characters of the payload
+MAX_ID = 500  # characters of the message id
+
 
 def record_ignored(
     deps: Deps,
@@ -25,13 +29,14 @@ def record_ignored(
         logs.get_logger(function).warning(
             "message ignored: %s", reason, extra={"message_id": message_id, "function": function}
         )
+    # Bounded: a reason may quote the input (an unknown name, a bad field), and input can be huge.
     deps.store.record_ignored(
         IgnoredEvent(
-            message_id=message_id,
+            message_id=message_id[:MAX_ID],
             function=function,
-            reason=reason,
+            reason=reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…",
             at=deps.clock.now(),
-            excerpt=excerpt,
+            excerpt=excerpt[:MAX_EXCERPT],
             topic=topic,
         )
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -11,11 +12,21 @@ from kubernetes.client.exceptions import ApiException
 
 from shared import metering
 from shared.errors import PermanentError, RetryableError
-from shared.serving import RevisionHealth, RevisionTemplate, ServiceView, TrafficTarget
+from shared.serving import (
+    MANAGED_FOR_LABEL,
+    RevisionHealth,
+    RevisionTemplate,
+    ServiceView,
+    TrafficTarget,
+)
 
 GROUP = "serving.knative.dev"
 VERSION = "v1"
 MERGE_PATCH = "application/merge-patch+json"
+SERVICE_LABEL = "serving.knative.dev/service"  # set by Knative on every revision of a Service
+ISTIO_SECURITY = "security.istio.io"
+ISTIO_VERSION = "v1"
+ISTIO_POLICIES = ("authorizationpolicies", "requestauthentications")
 # Knative puts the container-level failure on one of these conditions.
 _FAILURE_CONDITIONS = ("ContainerHealthy", "ResourcesAvailable", "Ready")
 
@@ -117,16 +128,62 @@ class KnativeServing:
             return RevisionHealth(exists=False, ready=None)
         conditions = {c.get("type"): c for c in body.get("status", {}).get("conditions", [])}
         ready = conditions.get("Ready", {})
+        owner = (body.get("metadata", {}).get("labels") or {}).get(SERVICE_LABEL)
         if ready.get("status") == "True":
-            return RevisionHealth(exists=True, ready=True)
+            return RevisionHealth(exists=True, ready=True, service=owner)
         if ready.get("status") == "False":
             for kind in _FAILURE_CONDITIONS:
                 cond = conditions.get(kind, {})
                 if cond.get("status") == "False":
-                    return RevisionHealth(True, False, cond.get("reason"), cond.get("message"))
+                    return RevisionHealth(
+                        True, False, cond.get("reason"), cond.get("message"), service=owner
+                    )
         return RevisionHealth(
-            exists=True, ready=None, reason=ready.get("reason"), message=ready.get("message")
+            exists=True,
+            ready=None,
+            reason=ready.get("reason"),
+            message=ready.get("message"),
+            service=owner,
         )
+
+    def delete_service(self, namespace: str, name: str) -> bool:
+        """Delete the Service (its revisions go with it) and the Istio policies hekaton labelled for
+        it; idempotent. True if the Service existed."""
+        for plural in ISTIO_POLICIES:
+            self._delete_labelled(namespace, plural, f"{MANAGED_FOR_LABEL}={name}")
+        try:
+            self._call(
+                f"delete Knative Service {namespace}/{name}",
+                lambda: self._objects.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "services", name
+                ),
+                missing_ok=True,
+            )
+        except _Missing:
+            return False
+        return True
+
+    def _delete_labelled(self, namespace: str, plural: str, selector: str) -> None:
+        try:
+            found = self._call(
+                f"list {plural} in {namespace}",
+                lambda: self._objects.list_namespaced_custom_object(
+                    ISTIO_SECURITY, ISTIO_VERSION, namespace, plural, label_selector=selector
+                ),
+                missing_ok=True,
+            )
+        except _Missing:
+            return  # no Istio security API in this cluster: nothing of ours to remove
+        for item in found.get("items", []):
+            policy = item["metadata"]["name"]
+            with contextlib.suppress(_Missing):  # deleted meanwhile
+                self._call(
+                    f"delete {plural} {namespace}/{policy}",
+                    lambda policy=policy: self._objects.delete_namespaced_custom_object(
+                        ISTIO_SECURITY, ISTIO_VERSION, namespace, plural, policy
+                    ),
+                    missing_ok=True,
+                )
 
     # helpers ------------------------------------------------------------------------------
     def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

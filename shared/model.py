@@ -21,6 +21,11 @@ class ServiceRecord:
     active_rollout_id: str | None = None
     registered_at: datetime | None = None
     updated_at: datetime | None = None
+    # Set by DELETE /services/NAME: its Knative Service is gone, its history stays readable, and a
+    # push no longer deploys it (until it is registered again).
+    deleted_at: datetime | None = None
+    deleted_by: str | None = None
+    updated_by: str | None = None  # who last registered the spec (a verified principal)
 
     @property
     def namespace(self) -> str:
@@ -71,6 +76,9 @@ class Rollout:
     due_at: datetime | None = None  # when the next step should run (None: nothing scheduled)
     emitted_at: datetime | None = None  # when the next step's event was last published
     ready_deadline_at: datetime | None = None
+    # The current phase's own deadline (validation warm-up, a pause, the approval gate): when it
+    # passes, the engine ends the phase along its deadline edge (phases.DEADLINE_OUTCOMES).
+    deadline_at: datetime | None = None
     # Validation's warm-up: when the first attempt ran, and how many have run (each one wake-up).
     validation_started_at: datetime | None = None
     validation_attempts: int = 0
@@ -84,6 +92,8 @@ class Rollout:
     # The service spec as it was when the rollout started: a rollout is judged by the rules it began
     # with, even if the service is re-registered meanwhile ({} for records from before snapshots).
     spec: dict[str, Any] = field(default_factory=dict)
+    # Who approved promotion at the spec's approval gate (None: not approved, or no gate).
+    approved_by: str | None = None
     # The canary analysis' running state (judge state, window start, last figures); {} before traffic.
     analysis: dict[str, Any] = field(default_factory=dict)
 
@@ -168,6 +178,44 @@ class IgnoredEvent:
     excerpt: str = ""
     topic: str | None = None
 
+    @property
+    def id(self) -> str:
+        """The record's id: one per function and message (Firestore-safe: no '/', bounded)."""
+        return f"{self.function}-{self.message_id}"[:1500].replace("/", "_")
+
     def to_document(self) -> dict[str, Any]:
         """Firestore document fields."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """An operator request applied (or refused) once: created must-not-exist with the change it made.
+
+    Its id is derived from the request's idempotency key (a Pub/Sub message id, an Idempotency-Key
+    header, a request id), so a redelivery finds it and gets the same answer instead of acting twice.
+    """
+
+    id: str
+    key: str  # the idempotency key as given (bounded)
+    command: str  # "rollback", "abort", "promote", ...
+    service: str
+    at: datetime
+    status: str  # "applied" or "refused"
+    principal: str = ""  # who asked: the verified identity (or the publishing system)
+    reason: str = ""  # why they asked
+    detail: str = ""  # what happened, or why it was refused
+    rollout_id: str | None = None
+    fingerprint: str = ""  # what was asked, so a key reused for another request is noticed
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def to_document(self) -> dict[str, Any]:
+        """Firestore document fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> RequestRecord:
+        """Build from a Firestore document."""
+        values: dict[str, Any] = {k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc}
+        values["result"] = dict(values.get("result") or {})
+        return cls(**values)

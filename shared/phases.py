@@ -18,6 +18,12 @@ class Phase(StrEnum):
     )
     VALIDATING = "VALIDATING"  # revision Ready; smoke requests against its tag URL are due
     SHIFTING = "SHIFTING"  # candidate holds steps[step_index] % of traffic; baking, then analysis
+    PAUSED = (
+        "PAUSED"  # an operator froze the rollout: traffic stays as it is until resume or deadline
+    )
+    AWAITING_APPROVAL = (
+        "AWAITING_APPROVAL"  # the spec's manual gate: promotion waits for approve, or its deadline
+    )
     PROMOTING = "PROMOTING"  # every step passed; candidate is being given 100 % and made stable
     PROMOTED = "PROMOTED"  # candidate serves 100 % and is the service's stable revision
     FAILED = "FAILED"  # candidate never took user traffic and was rejected; stable untouched
@@ -25,6 +31,7 @@ class Phase(StrEnum):
         "ROLLED_BACK"  # candidate had traffic (or an operator asked); traffic back on stable
     )
     SUPERSEDED = "SUPERSEDED"  # a newer image for the same service replaced this rollout
+    DELETED = "DELETED"  # the service was deleted (its Knative Service removed) while this ran
 
     @property
     def terminal(self) -> bool:
@@ -37,7 +44,9 @@ class Phase(StrEnum):
         return STEP_FOR_PHASE.get(self)
 
 
-TERMINAL_PHASES = frozenset({Phase.PROMOTED, Phase.FAILED, Phase.ROLLED_BACK, Phase.SUPERSEDED})
+TERMINAL_PHASES = frozenset(
+    {Phase.PROMOTED, Phase.FAILED, Phase.ROLLED_BACK, Phase.SUPERSEDED, Phase.DELETED}
+)
 ACTIVE_PHASES = frozenset(set(Phase) - TERMINAL_PHASES)
 
 STEP_FOR_PHASE: dict[Phase, StepType] = {
@@ -45,8 +54,15 @@ STEP_FOR_PHASE: dict[Phase, StepType] = {
     Phase.WAITING_READY: StepType.WAIT_READY,
     Phase.VALIDATING: StepType.VALIDATE,
     Phase.SHIFTING: StepType.SHIFT,
+    # Held phases wait for a person; their step only enforces the phase's deadline.
+    Phase.PAUSED: StepType.SHIFT,
+    Phase.AWAITING_APPROVAL: StepType.PROMOTE,
     Phase.PROMOTING: StepType.PROMOTE,
 }
+
+# Phases that wait for an operator's command: the engine never runs the step's act in them, only
+# their deadline edge once Rollout.deadline_at has passed.
+HELD_PHASES = frozenset({Phase.PAUSED, Phase.AWAITING_APPROVAL})
 
 
 INITIAL_PHASE = Phase.DEPLOYING
@@ -69,9 +85,19 @@ class Outcome(StrEnum):
     STEP_PASSED = "step_passed"
     LAST_STEP_PASSED = "last_step_passed"
     ANALYSIS_FAILED = "analysis_failed"
+    APPROVAL_REQUIRED = "approval_required"
+    APPROVAL_DEADLINE = "approval_deadline_exceeded"
     PROMOTED = "promoted"
     SUPERSEDED = "superseded"
+    PAUSE_DEADLINE = "pause_deadline_exceeded"
+    SERVICE_DELETED = "service_deleted"
+    # Operator commands (see COMMANDS): each is an edge like any other.
     ROLLBACK_REQUESTED = "rollback_requested"
+    ABORT_REQUESTED = "abort_requested"
+    PROMOTE_REQUESTED = "promote_requested"
+    PAUSE_REQUESTED = "pause_requested"
+    RESUME_REQUESTED = "resume_requested"
+    APPROVED = "approved"
 
 
 _EVERY_ACTIVE = sorted(ACTIVE_PHASES, key=list(Phase).index)
@@ -89,14 +115,79 @@ TRANSITIONS: dict[tuple[Phase, Outcome], Phase] = {
     (Phase.SHIFTING, Outcome.STEP_PASSED): Phase.SHIFTING,
     (Phase.SHIFTING, Outcome.LAST_STEP_PASSED): Phase.PROMOTING,
     (Phase.SHIFTING, Outcome.ANALYSIS_FAILED): Phase.ROLLED_BACK,
+    (Phase.SHIFTING, Outcome.PROMOTE_REQUESTED): Phase.PROMOTING,
+    (Phase.SHIFTING, Outcome.PAUSE_REQUESTED): Phase.PAUSED,
+    (Phase.PAUSED, Outcome.RESUME_REQUESTED): Phase.SHIFTING,
+    (Phase.PAUSED, Outcome.PROMOTE_REQUESTED): Phase.PROMOTING,
+    (Phase.PAUSED, Outcome.PAUSE_DEADLINE): Phase.ROLLED_BACK,
+    # The spec's approval gate sits before promotion: the promote step stops there until approved.
+    (Phase.PROMOTING, Outcome.APPROVAL_REQUIRED): Phase.AWAITING_APPROVAL,
+    (Phase.AWAITING_APPROVAL, Outcome.APPROVED): Phase.PROMOTING,
+    (Phase.AWAITING_APPROVAL, Outcome.APPROVAL_DEADLINE): Phase.ROLLED_BACK,
     (Phase.PROMOTING, Outcome.PROMOTED): Phase.PROMOTED,
     **{(phase, Outcome.SUPERSEDED): Phase.SUPERSEDED for phase in _EVERY_ACTIVE},
     **{(phase, Outcome.ROLLBACK_REQUESTED): Phase.ROLLED_BACK for phase in _EVERY_ACTIVE},
+    **{(phase, Outcome.ABORT_REQUESTED): Phase.ROLLED_BACK for phase in _EVERY_ACTIVE},
+    **{(phase, Outcome.SERVICE_DELETED): Phase.DELETED for phase in _EVERY_ACTIVE},
 }
+
+# How a rollout comes to exist: its first log entry's outcome and the phases it may be born in.
+# A push starts DEPLOYING (or SUPERSEDED at once when a newer image was already pushed); an
+# operator rollback with nothing in flight is kept as a rollout born ROLLED_BACK.
+BIRTHS: dict[Outcome, frozenset[Phase]] = {
+    Outcome.CREATED: frozenset({Phase.DEPLOYING, Phase.SUPERSEDED}),
+    Outcome.ROLLBACK_REQUESTED: frozenset({Phase.ROLLED_BACK}),
+}
+
+# The operator commands and the edge each one takes. Where a command applies is read off the table.
+COMMANDS: dict[str, Outcome] = {
+    "abort": Outcome.ABORT_REQUESTED,
+    "promote": Outcome.PROMOTE_REQUESTED,
+    "pause": Outcome.PAUSE_REQUESTED,
+    "resume": Outcome.RESUME_REQUESTED,
+    "approve": Outcome.APPROVED,
+    "rollback": Outcome.ROLLBACK_REQUESTED,
+}
+
+
+# Phases with a deadline of their own (Rollout.deadline_at), and the edge taken when it passes:
+# every wait ends in a recorded outcome, never in retries forever. (Readiness and validation's
+# warm-up keep their deadlines inside their steps: ready_deadline_at, validation.warmup_seconds.)
+DEADLINE_OUTCOMES: dict[Phase, Outcome] = {
+    Phase.PAUSED: Outcome.PAUSE_DEADLINE,
+    Phase.AWAITING_APPROVAL: Outcome.APPROVAL_DEADLINE,
+}
+
+
+def phases_for(outcome: Outcome) -> list[Phase]:
+    """The phases an outcome (e.g. a command's) leads out of, in the enum's order."""
+    sources = {phase for phase, edge in TRANSITIONS if edge is outcome}
+    return [phase for phase in Phase if phase in sources]
+
+
+def command_refusal(command: str, phase: Phase) -> str | None:
+    """Why `command` cannot apply to a rollout in `phase` (None when the table has the edge)."""
+    outcome = COMMANDS[command]
+    if (phase, outcome) in TRANSITIONS:
+        return None
+    where = phases_for(outcome)
+    applies = (
+        "any rollout in flight"
+        if set(where) == ACTIVE_PHASES
+        else " or ".join(p.value for p in where)
+    )
+    return f"{command} is not possible while the rollout is {phase.value}; it applies to {applies}"
 
 
 class IllegalTransition(ValueError):
     """A step tried to move a rollout along an edge the table does not have (a bug, never input)."""
+
+
+def birth_phase(outcome: Outcome, phase: Phase) -> Phase:
+    """Check that a rollout may be born in `phase` with `outcome` as its first entry."""
+    if phase not in BIRTHS.get(outcome, frozenset()):
+        raise IllegalTransition(f"a rollout cannot start {phase.value} on {outcome.value}")
+    return phase
 
 
 def next_phase(phase: Phase, outcome: Outcome) -> Phase:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.errors import NotFound
-from shared.model import Decision, Rollout
+from shared.model import Decision, IgnoredEvent, Rollout
 from shared.serving import ServingProvider
 from shared.store import Store
 
@@ -19,10 +19,15 @@ def rollout_summary(rollout: Rollout) -> dict[str, Any]:
     """The fields status shows for a rollout."""
     return {
         "id": rollout.id,
+        "service": rollout.service,
+        "kind": rollout.kind,
         "phase": rollout.phase.value,
         "image": rollout.image_ref,
         "digest": rollout.digest,
         "revision": rollout.revision,
+        "stable_revision": rollout.stable_revision,
+        "deadline_at": _time(rollout.deadline_at),
+        "approved_by": rollout.approved_by,
         "step": rollout.step_index,
         "steps": rollout.steps,
         "traffic_percent": rollout.traffic_percent,
@@ -75,34 +80,40 @@ def service_status(store: Store, serving: ServingProvider | None, name: str) -> 
         "cluster_error": cluster_error,
         "active_rollout": rollout_summary(active) if active else None,
         "last_rollout": rollout_summary(finished) if finished else None,
+        "deleted_at": _time(record.deleted_at),
+        "deleted_by": record.deleted_by,
+        "updated_by": record.updated_by,
     }
 
 
-def service_history(store: Store, name: str, limit: int = 20) -> list[dict[str, Any]]:
+def service_history(
+    store: Store, name: str, limit: int = 20, after: str | None = None
+) -> list[dict[str, Any]]:
     """`hekaton history NAME --json`: rollouts newest first, each with its decision log."""
     if store.get_service(name) is None:
         raise NotFound(f"service {name!r} is not registered")
     history = []
-    for rollout in store.list_rollouts(name, limit=limit):
+    for rollout in store.list_rollouts(name, limit=limit, after=after):
         entry = rollout_summary(rollout)
         entry["decisions"] = [decision_view(d) for d in store.decisions(rollout.id)]
         history.append(entry)
     return history
 
 
-def rollout_detail(store: Store, rollout_id: str) -> dict[str, Any]:
-    """One rollout with its decision log."""
+def rollout_detail(store: Store, rollout_id: str, after_seq: int = 0) -> dict[str, Any]:
+    """One rollout with its decision log (the entries after `after_seq`)."""
     loaded = store.get_rollout(rollout_id)
     if loaded is None:
         raise NotFound(f"rollout {rollout_id!r} does not exist")
     entry = rollout_summary(loaded.value)
-    entry["service"] = loaded.value.service
-    entry["decisions"] = [decision_view(d) for d in store.decisions(rollout_id)]
+    entry["decisions"] = [decision_view(d) for d in store.decisions(rollout_id, after_seq)]
     return entry
 
 
-def list_services(store: Store) -> list[dict[str, Any]]:
-    """Every registered service with its stable revision and active rollout id."""
+def list_services(
+    store: Store, limit: int | None = None, after: str | None = None
+) -> list[dict[str, Any]]:
+    """Registered services with their stable revision and active rollout id (a page of them)."""
     return [
         {
             "service": s.name,
@@ -110,6 +121,12 @@ def list_services(store: Store) -> list[dict[str, Any]]:
             "image_repository": s.repository,
             "stable_revision": s.stable_revision,
             "active_rollout_id": s.active_rollout_id,
+            "deleted_at": _time(s.deleted_at),
         }
-        for s in store.list_services()
+        for s in store.list_services(limit=limit, after=after)
     ]
+
+
+def ignored_view(event: IgnoredEvent) -> dict[str, Any]:
+    """An ignored message as JSON."""
+    return {**event.to_document(), "id": event.id, "at": _time(event.at)}

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 CANDIDATE_TAG = "candidate"
+# Label on every Istio policy hekaton creates for a service, so deleting the service finds them.
+MANAGED_FOR_LABEL = "hekaton.dev/service"
 STABLE_TAG = "stable"
 
 
@@ -31,6 +33,8 @@ class RevisionHealth:
     ready: bool | None  # None: still deciding (condition Unknown)
     reason: str | None = None
     message: str | None = None
+    # The Knative Service the revision belongs to (its `serving.knative.dev/service` label).
+    service: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,4 +89,9 @@ class ServingProvider(Protocol):
 
     def revision_health(self, namespace: str, revision: str) -> RevisionHealth:
         """A Revision's Ready condition and the reason when it failed."""
+        ...
+
+    def delete_service(self, namespace: str, name: str) -> bool:
+        """Delete the Service (its revisions go with it) and the Istio policies hekaton labelled for
+        it; idempotent. True if the Service existed."""
         ...

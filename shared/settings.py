@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.errors import PermanentError
 
@@ -45,6 +45,21 @@ class Settings(BaseModel):
     metrics_service_label: str = Field(default="destination_canonical_service", pattern=_LABEL_NAME)
     # Bound on one metrics query (our HTTP timeout and Prometheus's evaluation timeout).
     metrics_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Who may call the control and read APIs: a JWT (RS256) from this issuer, signed by a key of
+    # this JWKS (an https URL or a file path), for one of these audiences (in GCP: each function's
+    # URL; Google ID tokens), whose principal (email, else sub) matches one of the patterns
+    # (fnmatch, e.g. `*@example.com`). No audience or no pattern: every call is refused.
+    auth_issuer: str = "https://accounts.google.com"
+    auth_jwks: str = "https://www.googleapis.com/oauth2/v3/certs"
+    auth_audiences: tuple[str, ...] = ()
+    allowed_principals: tuple[str, ...] = ()
+
+    @field_validator("auth_audiences", "allowed_principals", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +82,10 @@ class Settings(BaseModel):
             "metrics_revision_label": "HEKATON_METRICS_REVISION_LABEL",
             "metrics_service_label": "HEKATON_METRICS_SERVICE_LABEL",
             "metrics_timeout_seconds": "HEKATON_METRICS_TIMEOUT_SECONDS",
+            "auth_issuer": "HEKATON_AUTH_ISSUER",
+            "auth_jwks": "HEKATON_AUTH_JWKS",
+            "auth_audiences": "HEKATON_AUTH_AUDIENCES",
+            "allowed_principals": "HEKATON_ALLOWED_PRINCIPALS",
         }
         for field, variable in optional.items():
             if env.get(variable):

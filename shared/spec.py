@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.analysis.section import AnalysisSpec
+from shared.approval_spec import ApprovalSpec
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -319,6 +320,7 @@ class ServiceSpec(BaseModel):
     max_scale: int | None = Field(default=None, ge=1)
     validation: Validation = Field(default_factory=Validation)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
 
     @field_validator("name", "namespace")
     @classmethod

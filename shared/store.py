@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
+from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
 
 T = TypeVar("T")
 
@@ -30,10 +30,12 @@ class Change:
     )  # (record, expected version)
     services: list[tuple[ServiceRecord, object]] = field(default_factory=list)
     decisions: list[tuple[str, Decision]] = field(default_factory=list)  # (rollout id, entry)
+    # Operator requests, each created must-not-exist: the change is applied once per request.
+    requests: list[RequestRecord] = field(default_factory=list)
 
     def empty(self) -> bool:
         """True when there is nothing to write."""
-        return not (self.rollouts or self.services or self.decisions)
+        return not (self.rollouts or self.services or self.decisions or self.requests)
 
 
 class Store(Protocol):
@@ -43,8 +45,10 @@ class Store(Protocol):
         """One registered service, or None."""
         ...
 
-    def list_services(self) -> list[ServiceRecord]:
-        """Every registered service, by name."""
+    def list_services(
+        self, limit: int | None = None, after: str | None = None
+    ) -> list[ServiceRecord]:
+        """Registered services by name (at most `limit`, those after the name `after`)."""
         ...
 
     def services_for_repository(self, repository: str) -> list[Versioned[ServiceRecord]]:
@@ -59,16 +63,22 @@ class Store(Protocol):
         """One rollout, or None."""
         ...
 
-    def list_rollouts(self, service: str, limit: int = 20) -> list[Rollout]:
-        """A service's rollouts, newest first."""
+    def list_rollouts(
+        self, service: str, limit: int = 20, after: str | None = None
+    ) -> list[Rollout]:
+        """A service's rollouts, newest first (those older than the rollout `after`)."""
         ...
 
     def active_rollouts(self) -> list[Versioned[Rollout]]:
         """Every rollout not yet in a terminal phase."""
         ...
 
-    def decisions(self, rollout_id: str) -> list[Decision]:
-        """A rollout's decision log, oldest first."""
+    def decisions(self, rollout_id: str, after_seq: int = 0) -> list[Decision]:
+        """A rollout's decision log, oldest first (entries with seq > after_seq)."""
+        ...
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """An operator request already applied or refused, or None."""
         ...
 
     def commit(self, change: Change) -> None:
@@ -79,6 +89,10 @@ class Store(Protocol):
         """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""
         ...
 
-    def list_ignored(self, limit: int = 50) -> list[IgnoredEvent]:
-        """Recently ignored messages, newest first."""
+    def list_ignored(self, limit: int = 50, after: str | None = None) -> list[IgnoredEvent]:
+        """Recently ignored messages, newest first (those older than the entry with id `after`)."""
+        ...
+
+    def count_ignored(self) -> int:
+        """How many ignored messages are kept."""
         ...

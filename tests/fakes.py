@@ -14,7 +14,7 @@ import json
 import random
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from shared.deps import Deps
 from shared.errors import PermanentError, PreconditionFailed
 from shared.metrics.fake import FakeProvider, IstioTraffic
 from shared.metrics.observers import IstioObserver, Measurement
-from shared.model import Decision, IgnoredEvent, Rollout, ServiceRecord
+from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
 from shared.publisher import Publisher
 from shared.registry import register
 from shared.serving import (
@@ -63,6 +63,7 @@ class InMemoryStore:
         self._rollouts: dict[str, tuple[dict[str, Any], int]] = {}
         self._decisions: dict[str, dict[str, dict[str, Any]]] = {}
         self._ignored: dict[str, IgnoredEvent] = {}
+        self._requests: dict[str, dict[str, Any]] = {}
         # Called with every non-empty Change before it is checked; raising aborts the commit (crash injection).
         self.before_commit: list[CommitHook] = []
         self.commits = 0
@@ -80,13 +81,17 @@ class InMemoryStore:
                 return None
             return Versioned(ServiceRecord.from_document(copy.deepcopy(found[0])), found[1])
 
-    def list_services(self) -> list[ServiceRecord]:
-        """Every registered service, by name."""
+    def list_services(
+        self, limit: int | None = None, after: str | None = None
+    ) -> list[ServiceRecord]:
+        """Registered services by name (at most `limit`, those after the name `after`)."""
         with self._lock:
-            return [
+            found = [
                 ServiceRecord.from_document(copy.deepcopy(doc))
-                for _, (doc, _v) in sorted(self._services.items())
+                for name, (doc, _v) in sorted(self._services.items())
+                if after is None or name > after
             ]
+        return found if limit is None else found[:limit]
 
     def services_for_repository(self, repository: str) -> list[Versioned[ServiceRecord]]:
         """The services following an image repository (by name, like a Firestore query)."""
@@ -110,13 +115,18 @@ class InMemoryStore:
                 return None
             return Versioned(Rollout.from_document(copy.deepcopy(found[0])), found[1])
 
-    def list_rollouts(self, service: str, limit: int = 20) -> list[Rollout]:
+    def list_rollouts(
+        self, service: str, limit: int = 20, after: str | None = None
+    ) -> list[Rollout]:
         """A service's rollouts, newest first (ties by id, descending, as Firestore orders them)."""
         with self._lock:
             docs = [
                 copy.deepcopy(d) for d, _v in self._rollouts.values() if d["service"] == service
             ]
         docs.sort(key=lambda d: (d["created_at"], d["id"]), reverse=True)
+        if after is not None:
+            ids = [d["id"] for d in docs]
+            docs = docs[ids.index(after) + 1 :] if after in ids else []
         return [Rollout.from_document(d) for d in docs[:limit]]
 
     def active_rollouts(self) -> list[Versioned[Rollout]]:
@@ -128,11 +138,18 @@ class InMemoryStore:
                 if doc["active"]
             ]
 
-    def decisions(self, rollout_id: str) -> list[Decision]:
-        """A rollout's decision log, oldest first."""
+    def decisions(self, rollout_id: str, after_seq: int = 0) -> list[Decision]:
+        """A rollout's decision log, oldest first (entries with seq > after_seq)."""
         with self._lock:
             docs = [copy.deepcopy(d) for d in self._decisions.get(rollout_id, {}).values()]
-        return [Decision.from_document(d) for d in sorted(docs, key=lambda d: d["seq"])]
+        ordered = sorted((d for d in docs if d["seq"] > after_seq), key=lambda d: d["seq"])
+        return [Decision.from_document(d) for d in ordered]
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """An operator request already applied or refused, or None."""
+        with self._lock:
+            found = self._requests.get(request_id)
+        return RequestRecord.from_document(copy.deepcopy(found)) if found else None
 
     # writes --------------------------------------------------------------------------------
     def commit(self, change: Change) -> None:
@@ -146,6 +163,10 @@ class InMemoryStore:
                 self._check(self._rollouts, "rollout", rollout.id, expected)
             for service, expected in change.services:
                 self._check(self._services, "service", service.name, expected)
+            for request in change.requests:
+                if request.id in self._requests:
+                    self.failed_commits += 1
+                    raise PreconditionFailed(f"request {request.id} already exists")
             version = next(self._versions)
             for rollout, _expected in change.rollouts:
                 self._rollouts[rollout.id] = (copy.deepcopy(rollout.to_document()), version)
@@ -155,18 +176,28 @@ class InMemoryStore:
                 log = self._decisions.setdefault(rollout_id, {})
                 log[decision.id] = copy.deepcopy(decision.to_document())
                 self.decision_writes.append((rollout_id, decision.id))
+            for request in change.requests:
+                self._requests[request.id] = copy.deepcopy(request.to_document())
             self.commits += 1
 
     def record_ignored(self, event: IgnoredEvent) -> None:
         """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""
         with self._lock:
-            self._ignored[f"{event.function}-{event.message_id}"] = event
+            self._ignored[event.id] = event
 
-    def list_ignored(self, limit: int = 50) -> list[IgnoredEvent]:
-        """Recently ignored messages, newest first."""
+    def list_ignored(self, limit: int = 50, after: str | None = None) -> list[IgnoredEvent]:
+        """Recently ignored messages, newest first (those older than the entry with id `after`)."""
         with self._lock:
-            events = list(self._ignored.values())
-        return sorted(events, key=lambda e: e.at, reverse=True)[:limit]
+            events = sorted(self._ignored.values(), key=lambda e: (e.at, e.id), reverse=True)
+        if after is not None:
+            ids = [e.id for e in events]
+            events = events[ids.index(after) + 1 :] if after in ids else []
+        return events[:limit]
+
+    def count_ignored(self) -> int:
+        """How many ignored messages are kept."""
+        with self._lock:
+            return len(self._ignored)
 
     # helpers -------------------------------------------------------------------------------
     def _check(
@@ -376,6 +407,16 @@ class FakeServing:
             return RevisionHealth(exists=False, ready=None)
         return self._health(namespace, found)
 
+    def delete_service(self, namespace: str, name: str) -> bool:
+        """Forget the Service and its revisions (Knative's owner references cascade)."""
+        self._enter("delete_service", namespace, name)
+        existed = self.traffic.pop((namespace, name), None) is not None
+        for key in [
+            k for k, r in self.revisions.items() if k[0] == namespace and r.service == name
+        ]:
+            del self.revisions[key]
+        return existed
+
     # the model behind the tag URLs -----------------------------------------------------------
     def http_client(self) -> httpx.Client:
         """An httpx client whose requests reach the revision a tag URL routes to (no network)."""
@@ -405,9 +446,11 @@ class FakeServing:
 
     def _health(self, namespace: str, revision: FakeRevision) -> RevisionHealth:
         if revision.health is not None:
-            return revision.health
+            return replace(revision.health, service=revision.service)
         started = (self.clock.now() - revision.created_at).total_seconds() >= self.startup_seconds
-        return RevisionHealth(exists=True, ready=True if started else None)
+        return RevisionHealth(
+            exists=True, ready=True if started else None, service=revision.service
+        )
 
     def _validate_traffic(self, traffic: list[TrafficTarget]) -> None:
         total = sum(t.percent for t in traffic)

@@ -9,10 +9,17 @@ from typing import Any
 
 from events.steps import StepEvent
 from shared.deps import Deps
-from shared.errors import PreconditionFailed, RetryableError
 from shared.logs import get_logger
 from shared.model import Decision, Rollout, ServiceRecord
-from shared.phases import Outcome, Phase, next_phase
+from shared.phases import (
+    DEADLINE_OUTCOMES,
+    HELD_PHASES,
+    Outcome,
+    Phase,
+    birth_phase,
+    next_phase,
+)
+from shared.retrying import MAX_ATTEMPTS, retry_on_conflict
 from shared.serving import STABLE_TAG, TrafficTarget
 from shared.spec import ServiceSpec
 from shared.steps.traffic import desired_traffic
@@ -20,7 +27,7 @@ from shared.store import Change, Versioned
 
 log = get_logger("engine")
 
-MAX_ATTEMPTS = 5
+__all__ = ["MAX_ATTEMPTS", "Act", "Plan", "StepContext", "retry_on_conflict", "run_step"]
 
 
 @dataclass
@@ -105,7 +112,14 @@ def transition(
     """Move a rollout along the table and write the matching, deterministically named log entry."""
     target = next_phase(rollout.phase, outcome)
     seq = rollout.seq + 1
-    fields: dict[str, Any] = {"phase": target, "seq": seq, "updated_at": now, "due_at": now}
+    # A phase's own deadline ends with the phase; the step entering a phase with one sets it anew.
+    fields: dict[str, Any] = {
+        "phase": target,
+        "seq": seq,
+        "updated_at": now,
+        "due_at": now,
+        "deadline_at": None,
+    }
     if target.terminal:
         fields.update(reason=reason, ended_at=now, due_at=None)
     fields.update(updates)
@@ -125,6 +139,30 @@ def transition(
     return rollout.evolve(**fields), decision
 
 
+def first_entry(
+    rollout: Rollout,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    reason: str,
+    cause: str,
+    values: dict[str, Any] | None = None,
+) -> Decision:
+    """The first log entry of a new rollout (seq 1), checked against the table's births."""
+    birth_phase(outcome, rollout.phase)
+    return Decision(
+        id=f"0001-{outcome.value}",
+        seq=1,
+        at=now,
+        phase_from="",
+        phase_to=rollout.phase.value,
+        outcome=outcome.value,
+        reason=reason,
+        values=values or {},
+        message_id=cause,
+    )
+
+
 def event_applies(rollout: Rollout, event: StepEvent) -> str | None:
     """Why the event no longer applies (None when it does): duplicates and stragglers are dropped here."""
     if rollout.phase.terminal:
@@ -140,15 +178,16 @@ def event_applies(rollout: Rollout, event: StepEvent) -> str | None:
 
 def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepReport:
     """Apply `act` to the rollout named by the event, under at-least-once delivery."""
-    touched_traffic = False
-    for _attempt in range(MAX_ATTEMPTS):
+    touched = {"traffic": False}
+
+    def attempt() -> StepReport:
         loaded = deps.store.get_rollout(event.rollout_id)
         if loaded is None:
             return StepReport("unknown-rollout", event.rollout_id, detail="no such rollout")
         rollout = loaded.value
         stale = event_applies(rollout, event)
         if stale is not None:
-            if touched_traffic:
+            if touched["traffic"]:
                 # We moved traffic, then lost the race: put traffic where the winner wants it.
                 reconcile_traffic(deps, rollout.service)
             log.info(
@@ -165,51 +204,95 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
             event=event,
             now=deps.clock.now(),
         )
-        plan = act(context)
+        # A held phase waits for a person: only its deadline can move it.
+        plan = deadline_plan(context) or (None if rollout.phase in HELD_PHASES else act(context))
         if plan is None:
             return StepReport("waiting", rollout.id, rollout.phase.value, "not due yet")
-        touched_traffic = touched_traffic or plan.touched_traffic
-        now = deps.clock.now()
-        next_rollout = plan.rollout
-        publish_now = (
-            next_rollout.active and next_rollout.due_at is not None and next_rollout.due_at <= now
-        )
-        if publish_now:
-            next_rollout = next_rollout.evolve(emitted_at=now)
-        change = Change(rollouts=[(next_rollout, loaded.version)])
-        if plan.decision is not None:
-            change.decisions.append((rollout.id, plan.decision))
-        if plan.service is not None and service is not None:
-            change.services.append((plan.service, service.version))
-        try:
-            deps.store.commit(change)
-        except PreconditionFailed:
-            log.info("lost a write race, re-evaluating", extra={"rollout": rollout.id})
-            continue
-        published = (
-            [publish_next(deps, next_rollout, cause=event.cause, source=source)]
-            if publish_now
-            else []
-        )
-        if plan.decision:
-            log.info(
-                "rollout %s: %s -> %s (%s)",
-                rollout.id,
-                plan.decision.phase_from,
-                plan.decision.phase_to,
-                plan.decision.reason,
-                extra={
-                    "rollout": rollout.id,
-                    "service": rollout.service,
-                    "outcome": plan.decision.outcome,
-                },
-            )
+        touched["traffic"] = touched["traffic"] or plan.touched_traffic
+        written = commit_plan(deps, plan, loaded.version, service)
+        published = publish_if_due(deps, written, cause=event.cause, source=source)
+        next_rollout = written[0]
+        log_decision(rollout, plan.decision)
         return StepReport(
             "applied", rollout.id, next_rollout.phase.value, published=[p for p in published if p]
         )
-    raise RetryableError(
-        f"rollout {event.rollout_id}: still contended after {MAX_ATTEMPTS} attempts; will retry"
+
+    return retry_on_conflict(attempt, what=f"rollout {event.rollout_id}")
+
+
+def commit_plan(
+    deps: Deps,
+    plan: Plan,
+    version: object,
+    service: Versioned[ServiceRecord] | None,
+    *,
+    extra: Change | None = None,
+) -> tuple[Rollout, bool]:
+    """Write a plan as one preconditioned Change (plus `extra`); (the rollout as written, due now).
+
+    A rollout due now is marked emitted in the same write: the caller publishes its next step.
+    Raises PreconditionFailed when anything moved since it was read.
+    """
+    now = deps.clock.now()
+    next_rollout = plan.rollout
+    due = next_rollout.active and next_rollout.due_at is not None and next_rollout.due_at <= now
+    if due:
+        next_rollout = next_rollout.evolve(emitted_at=now)
+    change = extra or Change()
+    change.rollouts.append((next_rollout, version))
+    if plan.decision is not None:
+        change.decisions.append((next_rollout.id, plan.decision))
+    if plan.service is not None and service is not None:
+        change.services.append((plan.service, service.version))
+    deps.store.commit(change)
+    return next_rollout, due
+
+
+def publish_if_due(
+    deps: Deps, written: tuple[Rollout, bool], *, cause: str, source: str
+) -> list[str]:
+    """Publish the next step of a rollout commit_plan wrote, if it was due at once."""
+    rollout, due = written
+    return [publish_next(deps, rollout, cause=cause, source=source)] if due else []
+
+
+def log_decision(rollout: Rollout, decision: Decision | None) -> None:
+    """One log line per transition."""
+    if decision is None:
+        return
+    log.info(
+        "rollout %s: %s -> %s (%s)",
+        rollout.id,
+        decision.phase_from,
+        decision.phase_to,
+        decision.reason,
+        extra={"rollout": rollout.id, "service": rollout.service, "outcome": decision.outcome},
     )
+
+
+def deadline_plan(ctx: StepContext) -> Plan | None:
+    """The phase's deadline edge when its own deadline has passed (None otherwise): traffic back on stable."""
+    rollout = ctx.rollout
+    outcome = DEADLINE_OUTCOMES.get(rollout.phase)
+    if outcome is None or rollout.deadline_at is None or ctx.now < rollout.deadline_at:
+        return None
+    from shared.steps.failing import end_badly  # failing builds on this module
+
+    return end_badly(
+        ctx,
+        outcome,
+        f"{rollout.phase.value} did not finish by its deadline "
+        f"({rollout.deadline_at.isoformat()}): {DEADLINE_REASONS[rollout.phase]}",
+        values={"phase": rollout.phase.value, "traffic_percent_before": rollout.traffic_percent},
+        thresholds={"deadline_at": rollout.deadline_at.isoformat()},
+    )
+
+
+# What a passed deadline means, per phase, for the decision log.
+DEADLINE_REASONS: dict[Phase, str] = {
+    Phase.PAUSED: "paused for too long; rolled back so a forgotten canary does not keep its share",
+    Phase.AWAITING_APPROVAL: "nobody approved the promotion in time; rolled back",
+}
 
 
 def publish_next(deps: Deps, rollout: Rollout, *, cause: str, source: str) -> str:
@@ -245,8 +328,8 @@ def apply_traffic(deps: Deps, rollout: Rollout) -> bool:
 def reconcile_traffic(deps: Deps, service_name: str) -> None:
     """Re-apply the traffic that the service's current state wants (after losing a race)."""
     service = deps.store.get_service(service_name)
-    if service is None:
-        return
+    if service is None or service.value.deleted_at is not None:
+        return  # a deleted service has no traffic block left to repair
     active_id = service.value.active_rollout_id
     active = deps.store.get_rollout(active_id) if active_id else None
     # A DEPLOYING rollout's revision may not exist yet: naming it would break the Route, so until its

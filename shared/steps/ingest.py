@@ -10,12 +10,11 @@ from datetime import datetime
 from events.artifact_registry import RegistryAction, RegistryEvent, parse_notification
 from events.pubsub import PubSubMessage
 from shared.deps import Deps
-from shared.errors import PreconditionFailed, RetryableError
 from shared.ignoring import record_ignored
 from shared.model import Decision, Rollout, ServiceRecord
 from shared.phases import INITIAL_PHASE, Outcome, Phase
 from shared.spec import ServiceSpec
-from shared.steps.engine import MAX_ATTEMPTS, publish_next, transition
+from shared.steps.engine import first_entry, publish_next, retry_on_conflict, transition
 from shared.store import MUST_NOT_EXIST, Change
 
 SOURCE = "ingest"
@@ -86,6 +85,15 @@ def handle(deps: Deps, message: PubSubMessage) -> IngestReport:
     pushed_at = parse_time(message.publish_time, now)
     for service in services:
         spec = ServiceSpec.model_validate(service.value.spec)
+        if service.value.deleted_at is not None:
+            _ignore(
+                deps,
+                message,
+                f"service {spec.name} was deleted; register it again to deploy it",
+                report,
+                service=spec.name,
+            )
+            continue
         if not spec.accepts_tag(event.image.tag):
             _ignore(
                 deps,
@@ -95,11 +103,11 @@ def handle(deps: Deps, message: PubSubMessage) -> IngestReport:
                 service=spec.name,
             )
             continue
-        _start(deps, message, event, spec, pushed_at, report)
+        start(deps, message, event, spec, pushed_at, report)
     return report
 
 
-def _start(
+def start(
     deps: Deps,
     message: PubSubMessage,
     event: RegistryEvent,
@@ -107,9 +115,11 @@ def _start(
     pushed_at: datetime,
     report: IngestReport,
 ) -> None:
+    """Start (or recognise, on redelivery) the rollout of `event`'s image for one service."""
     digest = event.image.digest or ""
     rid = rollout_id(spec.name, digest, message.message_id)
-    for _attempt in range(MAX_ATTEMPTS):
+
+    def attempt() -> None:
         now = deps.clock.now()
         service = deps.store.get_service(spec.name)
         if service is None:
@@ -181,17 +191,12 @@ def _start(
             )
         change.rollouts.append((rollout, MUST_NOT_EXIST))
         change.decisions.append((rid, _created_decision(rollout, message.message_id, now)))
-        try:
-            deps.store.commit(change)
-        except PreconditionFailed:
-            continue
+        deps.store.commit(change)  # PreconditionFailed: re-read and decide again
         if rollout.active:
             publish_next(deps, rollout, cause=message.message_id, source=SOURCE)
         report.started.append(rid)
-        return
-    raise RetryableError(
-        f"ingest for {spec.name}: still contended after {MAX_ATTEMPTS} attempts; will retry"
-    )
+
+    retry_on_conflict(attempt, what=f"ingest for {spec.name}")
 
 
 def _pushed_at(rollout: Rollout) -> datetime:
@@ -236,21 +241,18 @@ def _new_rollout(
 
 
 def _created_decision(rollout: Rollout, message_id: str, now: datetime) -> Decision:
-    return Decision(
-        id=f"0001-{Outcome.CREATED.value}",
-        seq=1,
-        at=now,
-        phase_from="",
-        phase_to=rollout.phase.value,
-        outcome=Outcome.CREATED.value,
+    return first_entry(
+        rollout,
+        Outcome.CREATED,
+        now=now,
         reason=rollout.reason
         or f"image {rollout.image_short} pushed; rollout to revision {rollout.revision} started",
+        cause=message_id,
         values={
             "image": rollout.image_ref,
             "stable_revision": rollout.stable_revision,
             "steps": rollout.steps,
         },
-        message_id=message_id,
     )
 
 

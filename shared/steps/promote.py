@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from shared.phases import Outcome
-from shared.steps.engine import Plan, StepContext, apply_traffic
+from shared.steps.engine import Plan, StepContext, apply_traffic, later
 
 
 def act(ctx: StepContext) -> Plan:
     """Route 100 % to the candidate, then record it as stable in the same write as the PROMOTED phase."""
     rollout, service, now = ctx.rollout, ctx.service, ctx.now
+    gate = ctx.spec.approval if ctx.spec else None
+    # A first deploy already serves everything (nothing else could): the gate protects a stable one.
+    gated = gate is not None and gate.required and rollout.stable_revision is not None
+    if gate is not None and gated and rollout.approved_by is None:
+        # The spec's manual gate: wait (no instance held) for `approve`, or roll back at its deadline.
+        deadline = later(now, gate.deadline_seconds)
+        held, decision = ctx.transition(
+            Outcome.APPROVAL_REQUIRED,
+            reason=f"{rollout.revision} passed every step; promotion waits for approval "
+            f"(`hekaton approve {rollout.service}`) until {deadline.isoformat()}, "
+            "then it is rolled back",
+            thresholds={"approval_deadline_seconds": gate.deadline_seconds},
+            deadline_at=deadline,
+            due_at=deadline,
+        )
+        return Plan(held, decision)
     promoted, decision = ctx.transition(
         Outcome.PROMOTED,
         reason=f"{rollout.revision} promoted: serves 100% ({rollout.image_short})",

@@ -1,4 +1,8 @@
-"""Rollback on demand (topic `hekaton-rollback`): traffic returns to the stable or named revision, the rollout ends."""
+"""Rollback: traffic returns to the stable (or a named, checked) revision and the active rollout ends.
+
+One command of the control path (`steps.commands`); requests arrive through the control API or on
+topic `hekaton-rollback` (other systems), and both run the same act.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,22 @@ import hashlib
 from dataclasses import dataclass
 
 from events.errors import MalformedEvent
-from events.operator import RollbackRequest, parse_rollback_request
+from events.operator import parse_rollback_request
 from events.pubsub import PubSubMessage
+from shared.commands import CommandRequest, Refused, bounded
 from shared.deps import Deps
-from shared.errors import PreconditionFailed, RetryableError
-from shared.model import Decision, Rollout
+from shared.model import Rollout, ServiceRecord
 from shared.phases import Outcome, Phase
+from shared.rollback_target import TargetRefused, check_target, name_target
 from shared.serving import STABLE_TAG, TrafficTarget
-from shared.steps.engine import MAX_ATTEMPTS, end_service_pointer, transition
-from shared.steps.ingest import revision_name
+from shared.steps.commands import CommandContext, CommandPlan, run_command
+from shared.steps.engine import first_entry
 from shared.store import MUST_NOT_EXIST, Change
 
 SOURCE = "rollback"
-HISTORY_LIMIT = 10  # how far back a rollback looks for the previous stable revision and for itself
+# How far back the records are read for the previous stable revision, and to tell whether a
+# target revision served (and which image it runs).
+TARGET_HISTORY_LIMIT = 200
 
 
 @dataclass
@@ -30,161 +37,146 @@ class RollbackReport:
     ended_active: bool
 
 
-def _target_revision(
-    deps: Deps, request: RollbackRequest, stable: str | None, previous: str | None
-) -> str:
+def _record_id(service: str, key: str) -> str:
+    """Deterministic per request: the id of the record kept when no rollout was in flight."""
+    return f"{service}-rollback-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def _target(ctx: CommandContext, known: list[Rollout]) -> str:
+    request, record = ctx.request, ctx.service.value
     if request.revision:
-        if request.revision.startswith("sha256:"):
-            return revision_name(request.service, request.revision)
-        return request.revision
-    if stable:
-        return stable
-    if previous:
-        return previous
-    raise MalformedEvent(
-        f"service {request.service} has no stable revision to roll back to; name one with 'revision'"
+        return name_target(record, known, request.revision)
+    if ctx.rollout is not None:
+        default = record.stable_revision
+    else:
+        # With nothing in flight, "roll back" means: back to the revision stable before the current one.
+        last_promoted = next((r for r in known if r.phase is Phase.PROMOTED), None)
+        default = (last_promoted.stable_revision if last_promoted else None) or (
+            record.stable_revision
+        )
+    if not default:
+        raise TargetRefused(
+            f"service {record.name} has no stable revision to roll back to; name one with 'revision'"
+        )
+    return default
+
+
+def act(ctx: CommandContext) -> CommandPlan:
+    """Route 100 % to the checked target, end the active rollout (or keep a record), all in one write."""
+    record = ctx.service.value
+    active = ctx.rollout.value if ctx.rollout is not None else None
+    known = ctx.deps.store.list_rollouts(record.name, limit=TARGET_HISTORY_LIMIT)
+    try:
+        target = _target(ctx, known)
+        if active is None and target == record.stable_revision:
+            raise Refused(
+                "conflict",
+                f"service {record.name} already serves {target}, the revision it would roll back "
+                "to; name an older one with 'revision'",
+            )
+        origin = check_target(ctx.deps.serving, record, known, target).origin
+    except TargetRefused as exc:
+        raise Refused("invalid", f"rollback of {record.name} refused: {exc}") from None
+    reason = ctx.reason(f"traffic to {target}")
+    ctx.deps.serving.set_traffic(
+        record.namespace, record.name, [TrafficTarget(target, 100, STABLE_TAG)]
+    )
+    change = Change()
+    values = {**ctx.who(), "target_revision": target}
+    if active is not None and ctx.rollout is not None:
+        ended, decision = ctx.transition(
+            Outcome.ROLLBACK_REQUESTED,
+            what=f"traffic to {target}",
+            values={**values, "traffic_percent_before": active.traffic_percent},
+            traffic_percent=0,
+            stable_revision=target,
+        )
+        change.rollouts.append((ended, ctx.rollout.version))
+        change.decisions.append((ended.id, decision))
+        kept = ended
+    else:
+        kept = _record(ctx, record, target, origin, reason)
+        change.rollouts.append((kept, MUST_NOT_EXIST))
+        entry = first_entry(
+            kept,
+            Outcome.ROLLBACK_REQUESTED,
+            now=ctx.now,
+            reason=reason,
+            cause=ctx.request.key,
+            values={**values, "previous_stable_revision": record.stable_revision},
+        )
+        change.decisions.append((kept.id, entry))
+    updated = record.evolve(stable_revision=target, updated_at=ctx.now)
+    if active is not None and record.active_rollout_id == active.id:
+        updated = updated.evolve(active_rollout_id=None)
+    if target != record.stable_revision:
+        updated = updated.evolve(
+            stable_image=origin.image_ref if origin else None,
+            stable_digest=origin.digest if origin else None,
+        )
+    change.services.append((updated, ctx.service.version))
+    return CommandPlan(
+        change,
+        reason,
+        rollout=kept,
+        touched_traffic=True,
+        result={"target_revision": target, "ended_active": active is not None},
     )
 
 
-def _record_id(service: str, message_id: str) -> str:
-    """Deterministic per request message: the id of the record kept when no rollout was in flight."""
-    return f"{service}-rollback-{hashlib.sha256(message_id.encode()).hexdigest()[:8]}"
+def _record(
+    ctx: CommandContext,
+    record: ServiceRecord,
+    target: str,
+    origin: Rollout | None,
+    reason: str,
+) -> Rollout:
+    """The rollout-shaped record of a rollback with nothing in flight (born ROLLED_BACK)."""
+    return Rollout(
+        id=_record_id(record.name, ctx.request.key),
+        service=record.name,
+        namespace=record.namespace,
+        image=origin.image if origin else "",
+        tag=origin.tag if origin else None,
+        digest=origin.digest if origin else "",
+        revision=target,
+        phase=Phase.ROLLED_BACK,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+        ended_at=ctx.now,
+        reason=reason,
+        stable_revision=target,  # where traffic went, as for a rollout ended by rollback
+        cause=ctx.request.key,
+        seq=1,
+        traffic_percent=100,
+        kind="rollback",
+    )
 
 
-def _applied_by(deps: Deps, service: str, message_id: str) -> Rollout | None:
-    """The rollout this request message already recorded or ended (it is being redelivered), if any."""
-    recorded = deps.store.get_rollout(_record_id(service, message_id))
-    if recorded is not None:
-        return recorded.value
-    for rollout in deps.store.list_rollouts(service, limit=HISTORY_LIMIT):
-        if rollout.phase is Phase.ROLLED_BACK and any(
-            d.message_id == message_id and d.outcome == Outcome.ROLLBACK_REQUESTED.value
-            for d in deps.store.decisions(rollout.id)
-        ):
-            return rollout
-    return None
+def handle(deps: Deps, message: PubSubMessage) -> RollbackReport:
+    """Apply one rollback request from topic `hekaton-rollback` (refusals are recorded and acked)."""
+    from shared.steps.command_acts import rollout_acts
 
-
-def handle(deps: Deps, message: PubSubMessage) -> RollbackRequest | RollbackReport:
-    """Apply one operator rollback request."""
     request = parse_rollback_request(message.data)
-    for _attempt in range(MAX_ATTEMPTS):
-        now = deps.clock.now()
-        service = deps.store.get_service(request.service)
-        if service is None:
-            raise MalformedEvent(f"rollback names unknown service {request.service!r}")
-        # Checked before anything is touched: a late redelivery must not end (or re-route) a newer rollout.
-        applied = _applied_by(deps, request.service, message.message_id)
-        if applied is not None:
-            return RollbackReport(
-                applied.id, applied.stable_revision or applied.revision, ended_active=False
-            )
-        record = service.value
-        active = (
-            deps.store.get_rollout(record.active_rollout_id) if record.active_rollout_id else None
-        )
-        active_rollout = active.value if active is not None and active.value.active else None
-        # With nothing in flight, "roll back" means: back to the revision that was stable before the current one.
-        history = (
-            deps.store.list_rollouts(request.service, limit=HISTORY_LIMIT)
-            if active_rollout is None
-            else []
-        )
-        last_promoted = next((r for r in history if r.phase is Phase.PROMOTED), None)
-        default_stable = (
-            record.stable_revision
-            if active_rollout
-            else (last_promoted.stable_revision if last_promoted else None)
-        )
-        target = _target_revision(deps, request, default_stable, record.stable_revision)
-        if active_rollout is None and not request.revision and target == record.stable_revision:
-            raise MalformedEvent(
-                f"service {request.service} already serves {target}, the revision it would roll back to; "
-                "name an older one with 'revision'"
-            )
-        if not deps.serving.revision_exists(record.namespace, target):
-            raise MalformedEvent(
-                f"rollback target revision {target!r} does not exist in namespace {record.namespace}"
-            )
-        # The target's image, from the rollout that last deployed it (None if out of reach).
-        known = deps.store.list_rollouts(request.service, limit=HISTORY_LIMIT * 3)
-        origin = next((r for r in known if r.revision == target and r.digest), None)
-        reason = f"{request.reason} (requested by {request.requested_by or 'operator'}; message {message.message_id}): traffic to {target}"
-        deps.serving.set_traffic(
-            record.namespace, request.service, [TrafficTarget(target, 100, STABLE_TAG)]
-        )
-        change = Change()
-        if active_rollout is not None and active is not None:
-            ended, decision = transition(
-                active_rollout,
-                Outcome.ROLLBACK_REQUESTED,
-                now=now,
-                reason=reason,
-                cause=message.message_id,
-                values={
-                    "target_revision": target,
-                    "traffic_percent_before": active_rollout.traffic_percent,
-                },
-                traffic_percent=0,
-                stable_revision=target,
-            )
-            change.rollouts.append((ended, active.version))
-            change.decisions.append((ended.id, decision))
-            rid = ended.id
-        else:
-            rid = _record_id(request.service, message.message_id)
-            record_rollout = Rollout(
-                id=rid,
-                service=request.service,
-                namespace=record.namespace,
-                image=origin.image if origin else "",
-                tag=origin.tag if origin else None,
-                digest=origin.digest if origin else "",
-                revision=target,
-                phase=Phase.ROLLED_BACK,
-                created_at=now,
-                updated_at=now,
-                ended_at=now,
-                reason=reason,
-                stable_revision=target,  # where traffic went, as for a rollout ended by rollback
-                cause=message.message_id,
-                seq=1,
-                traffic_percent=100,
-                kind="rollback",
-            )
-            change.rollouts.append((record_rollout, MUST_NOT_EXIST))
-            change.decisions.append(
-                (
-                    rid,
-                    Decision(
-                        id=f"0001-{Outcome.ROLLBACK_REQUESTED.value}",
-                        seq=1,
-                        at=now,
-                        phase_from="",
-                        phase_to=Phase.ROLLED_BACK.value,
-                        outcome=Outcome.ROLLBACK_REQUESTED.value,
-                        reason=reason,
-                        values={
-                            "target_revision": target,
-                            "previous_stable_revision": record.stable_revision,
-                        },
-                        message_id=message.message_id,
-                    ),
-                )
-            )
-        updated = end_service_pointer(service, active_rollout, now) if active_rollout else None
-        updated = (updated or record).evolve(stable_revision=target, updated_at=now)
-        if target != record.stable_revision:
-            updated = updated.evolve(
-                stable_image=origin.image_ref if origin else None,
-                stable_digest=origin.digest if origin else None,
-            )
-        change.services.append((updated, service.version))
-        try:
-            deps.store.commit(change)
-        except PreconditionFailed:
-            continue
-        return RollbackReport(rid, target, ended_active=active_rollout is not None)
-    raise RetryableError(
-        f"rollback of {request.service}: still contended after {MAX_ATTEMPTS} attempts; will retry"
+    # Pub/Sub carries no verified identity: the topic is who asked; the body's name is a claim.
+    claimed = f" for {bounded(request.requested_by, 100)}" if request.requested_by else ""
+    command = CommandRequest(
+        command="rollback",
+        principal=f"topic {message.topic or SOURCE}{claimed}",
+        key=message.message_id,
+        origin="pubsub",
+        service=request.service,
+        reason=request.reason,
+        revision=request.revision,
+    )
+    try:
+        result = run_command(deps, command, rollout_acts())
+    except Refused as refused:
+        if refused.kind == "not_found" and "is not registered" in refused.reason:
+            raise MalformedEvent(f"rollback names unknown service {request.service!r}") from None
+        raise MalformedEvent(refused.reason) from None
+    return RollbackReport(
+        str(result.rollout_id),
+        str(result.result.get("target_revision")),
+        ended_active=result.status == "applied" and bool(result.result.get("ended_active")),
     )

@@ -12,6 +12,8 @@ _RETURNED = frozenset({Phase.FAILED, Phase.ROLLED_BACK, Phase.SUPERSEDED})
 def desired_traffic(rollout: Rollout) -> list[TrafficTarget]:
     """Traffic for a rollout in its current state ([] means: leave the Service's traffic as it is)."""
     candidate, stable = rollout.revision, rollout.stable_revision
+    if rollout.phase is Phase.DELETED:
+        return []  # the Knative Service is gone: there is no traffic block to write
     if rollout.phase is Phase.PROMOTED:
         return [TrafficTarget(candidate, 100, STABLE_TAG)]
     if rollout.phase in _RETURNED:

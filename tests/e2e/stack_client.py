@@ -89,6 +89,8 @@ class E2EStack:
             status_url=self.state.exports["status_url"],
             pubsub_emulator_host=self.state.exports["pubsub_emulator_host"],
             firestore_emulator_host=self.state.exports["firestore_emulator_host"],
+            control_url=self.state.exports["control_url"],
+            stack_dir=self.state.state_dir,
         )
         self._spec_dir = spec_dir
         self._http = httpx.Client(timeout=30)
@@ -154,8 +156,40 @@ class E2EStack:
         return dict(self.get(f"/rollouts/{rid}"))
 
     def ignored(self) -> list[dict[str, Any]]:
-        """`/ignored`: messages acknowledged without action, newest first."""
-        return list(self.get("/ignored")["ignored"])
+        """`/ignored`: messages acknowledged without action, newest first (every page)."""
+        found: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            page = self.get(f"/ignored?limit=100&cursor={cursor}")
+            found += page["ignored"]
+            if not page["next_cursor"]:
+                return found
+            cursor = page["next_cursor"]
+
+    def token(self, principal: str | None = None) -> str:
+        """A token the stack's APIs accept (as `hekaton token` prints)."""
+        from local.auth_keys import issue_token
+
+        return issue_token(self.state.state_dir, principal)
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        api: str = "control",
+        token: str | None = None,
+        body: Any = None,
+    ) -> httpx.Response:
+        """A raw call of the control (or read) API, as curl would make it."""
+        base = self.state.exports["control_url" if api == "control" else "status_url"]
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self._http.request(
+            method,
+            base.rstrip("/") + path,
+            headers=headers,
+            content=json.dumps(body).encode() if body is not None else None,
+        )
 
     def follow(self, service: str, rid: str, *, timeout: float = 60.0) -> dict[str, Any]:
         """Wait for rollout `rid` of `service` to end; return it with its decisions."""

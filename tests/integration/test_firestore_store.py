@@ -330,3 +330,73 @@ def test_usage_counts_documents_read_and_written(store: FirestoreStore) -> None:
         store.decisions("iris-r1")
     assert usage[metering.FIRESTORE_WRITES] == 3
     assert usage[metering.FIRESTORE_READS] == 3  # one document, then a query returning two
+
+
+def test_a_request_record_is_created_once_with_its_change(store: FirestoreStore) -> None:
+    """A second change carrying the same request id fails as a whole: the request applies once."""
+    from shared.model import RequestRecord
+
+    store.put_service(service(), MUST_NOT_EXIST)
+    loaded = store.get_service("iris")
+    assert loaded is not None
+    request = RequestRecord(
+        id="a" * 40,
+        key="projects/p/messages/1 ü",
+        command="rollback",
+        service="iris",
+        at=T0,
+        status="applied",
+        principal="ann@example.com",
+        reason="p99 alarm",
+        rollout_id="iris-r1",
+        result={"target_revision": "iris-old"},
+    )
+    first = Change(
+        services=[(loaded.value.evolve(stable_revision="iris-old"), loaded.version)],
+        requests=[request],
+    )
+    store.commit(first)
+    assert store.get_request(request.id) == request
+
+    again = store.get_service("iris")
+    assert again is not None
+    second = Change(
+        services=[(again.value.evolve(stable_revision="iris-other"), again.version)],
+        requests=[request],
+    )
+    with pytest.raises(PreconditionFailed):
+        store.commit(second)
+    after = store.get_service("iris")
+    assert after is not None and after.value.stable_revision == "iris-old"
+    assert store.get_request("b" * 40) is None
+
+
+def test_pages_cursors_counts_and_decisions_after_a_sequence_number(store: FirestoreStore) -> None:
+    """Every list pages by the id of its last item; /ignored's count is an aggregation."""
+    for name in ("a-svc", "b-svc", "c-svc"):
+        store.put_service(service(name, image=f"r.io/{name}"), MUST_NOT_EXIST)
+    assert [s.name for s in store.list_services(limit=2)] == ["a-svc", "b-svc"]
+    assert [s.name for s in store.list_services(limit=2, after="b-svc")] == ["c-svc"]
+
+    for n in range(3):
+        store.commit(
+            Change(
+                rollouts=[
+                    (rollout(f"iris-r{n}", created_at=T0 + timedelta(seconds=n)), MUST_NOT_EXIST)
+                ]
+            )
+        )
+    first = store.list_rollouts("iris", limit=2)
+    assert [r.id for r in first] == ["iris-r2", "iris-r1"]
+    assert [r.id for r in store.list_rollouts("iris", limit=2, after="iris-r1")] == ["iris-r0"]
+    assert store.list_rollouts("iris", limit=2, after="no-such") == []
+
+    store.commit(Change(decisions=[("iris-r0", decision(seq)) for seq in (1, 2, 3)]))
+    assert [d.seq for d in store.decisions("iris-r0", after_seq=1)] == [2, 3]
+
+    for n in range(3):
+        store.record_ignored(IgnoredEvent(f"m/{n}", "ingest", "why", T0 + timedelta(seconds=n)))
+    page = store.list_ignored(limit=2)
+    assert [e.message_id for e in page] == ["m/2", "m/1"]
+    assert [e.message_id for e in store.list_ignored(limit=2, after=page[-1].id)] == ["m/0"]
+    assert store.count_ignored() == 3

@@ -7,23 +7,32 @@ from typing import Any
 
 import pytest
 
-from functions.status import route
+from functions.status import answer
+from shared.api.http import ApiRequest
 from shared.errors import RetryableError
 from shared.model import IgnoredEvent
 from tests.fakes import World, digest_of
+from tests.tokens import Issuer
+
+ISSUER: Issuer | None = None
 
 
-def get(world: World, path: str) -> tuple[int, Any]:
-    """GET a path: (status code, decoded JSON)."""
-    body, status, headers = route(path, world.deps)
-    assert headers["Content-Type"] == "application/json"
-    return status, json.loads(body)
+def get(world: World, path: str, *, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """GET a path with a valid token: (status code, decoded JSON)."""
+    assert ISSUER is not None
+    path, _, query = path.partition("?")
+    params = dict(p.split("=", 1) for p in query.split("&") if p)
+    request = ApiRequest("GET", path, params, ISSUER.headers() if headers is None else headers)
+    response = answer(world.deps, request)
+    return response.status, json.loads(response.encoded())
 
 
 @pytest.fixture
-def world() -> World:
+def world(tmp_path: Any) -> World:
     """v1 promoted, v2 holding 50 % of traffic."""
-    created = World.create()
+    global ISSUER
+    ISSUER = Issuer.create(tmp_path)
+    created = World.create(**ISSUER.settings())
     created.register()
     pipeline = created.pipeline()
     created.push(pipeline, "v1")
@@ -91,8 +100,10 @@ def test_one_rollout_and_the_service_list(world: World) -> None:
             "image_repository": "registry.local/models/iris",
             "stable_revision": world.revision("v1"),
             "active_rollout_id": rollout_id,
+            "deleted_at": None,
         }
     ]
+    assert body["next_cursor"] is None
     assert get(world, "/healthz") == (200, {"ok": True})
 
 
@@ -103,6 +114,8 @@ def test_one_rollout_and_the_service_list(world: World) -> None:
         ("/services/nope/rollouts", "service 'nope' is not registered"),
         ("/rollouts/nope-123", "rollout 'nope-123' does not exist"),
         ("/metrics", "no such path '/metrics'"),
+        ("/services/..%2Fetc", "is not a service name"),
+        ("/rollouts/a b", "is not a rollout id"),
     ],
 )
 def test_unknown_names_get_404_with_a_message(world: World, path: str, message: str) -> None:
@@ -129,3 +142,66 @@ def test_ignored_messages_are_listed(world: World) -> None:
     )
     status, body = get(world, "/ignored")
     assert status == 200 and [e["message_id"] for e in body["ignored"]] == ["m-1"]
+    assert body["total"] == 1
+
+
+@pytest.mark.parametrize(
+    "path", ["/services", "/services/iris", "/services/iris/rollouts", "/ignored", "/nope"]
+)
+def test_without_a_valid_token_the_answer_is_401_and_no_data(world: World, path: str) -> None:
+    assert ISSUER is not None
+    stranger = Issuer.create(ISSUER.folder / "stranger")
+    for headers in (
+        {},
+        {"authorization": "Bearer not-a-jwt"},
+        {"authorization": "Basic YW5uOnB3"},
+        stranger.headers(),  # signed by another key
+        {"authorization": f"Bearer {ISSUER.token(ttl_seconds=-120)}"},  # expired
+    ):
+        status, body = get(world, path, headers=headers)
+        assert status == 401, (headers, body)
+        assert set(body) == {"error"} and "iris" not in json.dumps(body)
+
+
+def test_a_verified_principal_who_is_not_allowed_gets_403(world: World) -> None:
+    assert ISSUER is not None
+    status, body = get(world, "/services", headers=ISSUER.headers("mallory@elsewhere.org"))
+    assert status == 403 and "mallory@elsewhere.org is not allowed" in body["error"]
+
+
+def test_health_and_openapi_need_no_token(world: World) -> None:
+    assert get(world, "/healthz", headers={}) == (200, {"ok": True})
+    status, body = get(world, "/openapi.json", headers={})
+    assert status == 200 and "/rollouts/{id}/decisions" in body["paths"]
+
+
+def test_lists_are_paginated_with_cursors(world: World) -> None:
+    for n in range(5):
+        world.store.record_ignored(
+            IgnoredEvent(f"m-{n}", "ingest", "x", world.clock.now().replace(second=n))
+        )
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        status, body = get(world, f"/ignored?limit=2&cursor={cursor}")
+        assert status == 200 and body["total"] == 5
+        seen += [e["message_id"] for e in body["ignored"]]
+        if body["next_cursor"] is None:
+            break
+        cursor = body["next_cursor"]
+    assert seen == ["m-4", "m-3", "m-2", "m-1", "m-0"]
+    status, body = get(world, "/services/iris/rollouts?limit=1")
+    assert [r["revision"] for r in body["rollouts"]] == [world.revision("v2")]
+    status, body = get(world, f"/services/iris/rollouts?limit=1&cursor={body['next_cursor']}")
+    assert [r["revision"] for r in body["rollouts"]] == [world.revision("v1")]
+    assert get(world, "/ignored?cursor=garbage!")[0] == 422
+    assert get(world, "/ignored?limit=1000")[0] == 422
+
+
+def test_decisions_after_a_sequence_number(world: World) -> None:
+    rid = world.rollouts()[0].id
+    status, body = get(world, f"/rollouts/{rid}/decisions?after=2")
+    assert status == 200 and next(d["seq"] for d in body["decisions"]) == 3
+    last = body["last_seq"]
+    status, body = get(world, f"/rollouts/{rid}/decisions?after={last}")
+    assert body["decisions"] == [] and body["last_seq"] == last

@@ -171,3 +171,28 @@ def test_a_failed_first_deploy_has_nothing_to_return_to() -> None:
     pipeline.run()
     assert world.only_rollout(digest_of("v2")).phase is Phase.PROMOTED
     assert world.traffic() == {world.revision("v2"): 100}
+
+
+def test_validation_whose_tag_url_never_appears_ends_at_its_deadline() -> None:
+    """Issue 7: VALIDATING with no candidate tag URL used to be retried by every tick, forever."""
+    world, pipeline = v2_stable(lost_event_grace_seconds=5)
+    real_get_service = world.serving.get_service
+
+    def without_tag_urls(namespace: str, name: str) -> Any:
+        view = real_get_service(namespace, name)
+        if view is None:
+            return None
+        from dataclasses import replace
+
+        return replace(view, traffic=[replace(t, url=None) for t in view.traffic])
+
+    world.serving.get_service = without_tag_urls  # type: ignore[method-assign]
+    world.push(pipeline, "v3")
+    pipeline.run(max_ticks=200)
+
+    rollout = world.only_rollout(digest_of("v3"))
+    assert rollout.phase is Phase.FAILED
+    assert "warm-up" in (rollout.reason or "") and "tag URL" in (rollout.reason or "")
+    last = world.store.decisions(rollout.id)[-1]
+    assert (last.outcome, last.phase_from) == ("validation_failed", "VALIDATING")
+    assert_stable_untouched(world, "v3")

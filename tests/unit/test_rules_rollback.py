@@ -14,7 +14,7 @@ from events.steps import ROLLBACK_TOPIC
 from functions._runtime import handle_pubsub
 from shared.model import Rollout, ServiceRecord
 from shared.phases import Outcome, Phase
-from shared.serving import STABLE_TAG, TrafficTarget
+from shared.serving import STABLE_TAG, RevisionHealth, TrafficTarget
 from shared.steps import rollback
 from shared.steps.engine import StepReport
 from shared.steps.ingest import revision_name
@@ -243,6 +243,10 @@ def test_rollback_with_nothing_in_flight_returns_to_the_previous_stable_revision
     assert decision.values == {
         "target_revision": world.revision("v1"),
         "previous_stable_revision": world.revision("v2"),
+        # Who asked: Pub/Sub carries no verified identity, so the topic (and the body's claim).
+        "requested_by": "topic hekaton-rollback for bob",
+        "request_reason": "operator rollback",
+        "request_key": "rb-idle",
     }
     # The promoted rollouts' history is untouched.
     assert world.only_rollout(digest_of("v2")).phase is Phase.PROMOTED
@@ -328,13 +332,13 @@ BAD_REQUESTS = [
     pytest.param(
         {"service": "iris", "revision": "iris-000000000000"},
         ("v1", "v2"),
-        "rollback target revision 'iris-000000000000' does not exist in namespace models",
+        "revision iris-000000000000 never served iris as its stable revision",
         id="missing-revision",
     ),
     pytest.param(
         {"service": "iris", "revision": digest_of("never-pushed")},
         ("v1", "v2"),
-        f"rollback target revision 'iris-{digest_of('never-pushed')[7:19]}' does not exist",
+        f"no rollout of iris deployed image {digest_of('never-pushed')}",
         id="missing-digest",
     ),
     pytest.param(
@@ -442,3 +446,132 @@ def test_a_newer_push_after_a_rollback_rolls_out_normally(in_flight: bool) -> No
     assert record.active_rollout_id is None
     assert world.store.list_ignored() == []
     assert not pipeline.errors()
+
+
+# --------------------------------------------------------------------------------------------
+# Targets are checked (issue 7): this service's, served, Ready now; digests matched exactly
+# --------------------------------------------------------------------------------------------
+
+
+def _refused(world: World, body: dict[str, Any], message_id: str) -> str:
+    before = state(world)
+    assert request_rollback(world, body, message_id=message_id) is None
+    assert state(world) == before, "a refused rollback changed something"
+    found = [e for e in world.store.list_ignored() if e.message_id == message_id]
+    assert len(found) == 1
+    return found[0].reason
+
+
+def test_rollback_to_a_revision_that_never_became_ready_is_refused() -> None:
+    """v3 crashed on start: it exists in the cluster, but never served, so it is no target."""
+    world, pipeline = setup("v1", "v2")
+    world.serving.fail_image(digest_of("v3"), RevisionHealth(True, False, "ExitCode1"))
+    world.push(pipeline, "v3")
+    pipeline.run()
+    assert world.only_rollout(digest_of("v3")).phase is Phase.FAILED
+    assert world.serving.revision_exists("models", world.revision("v3"))
+
+    reason = _refused(world, {"service": "iris", "revision": world.revision("v3")}, "rb-v3")
+    assert f"revision {world.revision('v3')} never served iris" in reason
+    reason = _refused(world, {"service": "iris", "revision": digest_of("v3")}, "rb-v3-digest")
+    assert "never served" in reason
+    # The service still works: the next push rolls out from v2.
+    world.push(pipeline, "v4")
+    pipeline.run()
+    assert world.only_rollout(digest_of("v4")).phase is Phase.PROMOTED
+
+
+def test_rollback_to_a_revision_of_another_service_is_refused() -> None:
+    """iris-b's promoted revision is Ready and served, but not iris's."""
+    world, pipeline = setup("v1", "v2")
+    world.register(name="iris-b", image="registry.local/models/other")
+    pipeline.push("registry.local/models/other", digest_of("b1"), "v1", message_id="push-b1")
+    pipeline.run()
+    other = revision_name("iris-b", digest_of("b1"))
+    assert world.serving.revision_health("models", other).ready
+
+    reason = _refused(world, {"service": "iris", "revision": other}, "rb-other")
+    assert f"revision {other} never served iris" in reason
+
+
+def test_rollback_to_a_served_revision_that_is_not_ready_now_is_refused() -> None:
+    world, _pipeline = setup("v1", "v2")
+    world.serving.set_health(
+        "models", world.revision("v1"), RevisionHealth(True, False, "ProgressDeadlineExceeded")
+    )
+    reason = _refused(world, {"service": "iris"}, "rb-unready")
+    assert f"revision {world.revision('v1')} is not Ready now (ProgressDeadlineExceeded)" in reason
+
+
+def test_a_served_revision_relabelled_to_another_service_is_refused() -> None:
+    """The cluster is asked now: a revision whose `serving.knative.dev/service` label differs is refused."""
+    world, _pipeline = setup("v1", "v2")
+    world.serving.revisions[("models", world.revision("v1"))].service = "someone-else"
+    reason = _refused(world, {"service": "iris"}, "rb-label")
+    assert "belongs to service someone-else, not iris" in reason
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [digest_of("v1")[:19], digest_of("v1")[:-1], digest_of("v1").upper(), "sha256:"],
+    ids=["12-hex-prefix", "63-hex", "upper-case", "empty"],
+)
+def test_a_digest_target_is_matched_exactly_never_by_prefix(digest: str) -> None:
+    world, _pipeline = setup("v1", "v2")
+    reason = _refused(world, {"service": "iris", "revision": digest}, "rb-prefix")
+    assert any(
+        why in reason
+        for why in ("is not a full image digest", "is not a revision name", "no rollout")
+    )
+
+
+def test_a_full_digest_target_names_the_revision_it_deployed() -> None:
+    world, _pipeline = setup("v1", "v2")
+    report = request_rollback(world, {"service": "iris", "revision": digest_of("v1")})
+    assert isinstance(report, rollback.RollbackReport)
+    assert report.target_revision == world.revision("v1")
+    assert world.traffic() == {world.revision("v1"): 100}
+
+
+# --------------------------------------------------------------------------------------------
+# A request is applied once, whatever the redelivery (issue 7)
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_rollback_redelivered_after_many_later_rollouts_is_not_applied_again() -> None:
+    """The request record, not a scan of recent history, recognises the redelivery."""
+    world, pipeline = setup("v1")
+    start_rollout_at_50(world, pipeline)
+    request_rollback(world, {"service": "iris", "reason": "p99"}, message_id="rb-once")
+    pipeline.run()
+    # Eleven more pushes promoted since: the rollback's rollout is far out of any "recent" window.
+    promote(world, pipeline, *(f"v{n}" for n in range(3, 14)))
+    before = state(world)
+
+    report = request_rollback(world, {"service": "iris", "reason": "p99"}, message_id="rb-once")
+
+    assert isinstance(report, rollback.RollbackReport)
+    assert report.target_revision == world.revision("v1") and not report.ended_active
+    assert state(world) == before
+    assert world.traffic() == {world.revision("v13"): 100}
+
+
+def test_racing_copies_of_one_rollback_apply_once() -> None:
+    """Two deliveries of one message that both read before either commits: one applies, one finds it."""
+    world, _pipeline = setup("v1", "v2")
+    racing: list[Any] = []
+
+    def second_copy_lands_first(change: Any) -> None:
+        if change.requests and not racing:
+            racing.append(None)  # the hook runs again inside the second copy's own commit
+            racing[0] = request_rollback(world, {"service": "iris"}, message_id="rb-race")
+
+    world.store.before_commit.append(second_copy_lands_first)
+    report = request_rollback(world, {"service": "iris"}, message_id="rb-race")
+
+    assert isinstance(report, rollback.RollbackReport) and isinstance(
+        racing[0], rollback.RollbackReport
+    )
+    assert len(rollback_records(world)) == 1
+    assert world.traffic() == {world.revision("v1"): 100}
+    assert service(world).stable_revision == world.revision("v1")

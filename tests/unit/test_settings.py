@@ -36,6 +36,10 @@ def test_every_variable_is_read() -> None:
             "HEKATON_METRICS_REVISION_LABEL": "destination_workload",
             "HEKATON_METRICS_SERVICE_LABEL": "destination_service_name",
             "HEKATON_METRICS_TIMEOUT_SECONDS": "1.5",
+            "HEKATON_AUTH_ISSUER": "hekaton-local",
+            "HEKATON_AUTH_JWKS": "/tmp/jwks.json",
+            "HEKATON_AUTH_AUDIENCES": "https://a.run.app, https://b.run.app",
+            "HEKATON_ALLOWED_PRINCIPALS": "*@example.com,ops@x.org",
         }
     )
     assert settings == Settings(
@@ -53,6 +57,10 @@ def test_every_variable_is_read() -> None:
         metrics_revision_label="destination_workload",
         metrics_service_label="destination_service_name",
         metrics_timeout_seconds=1.5,
+        auth_issuer="hekaton-local",
+        auth_jwks="/tmp/jwks.json",
+        auth_audiences=("https://a.run.app", "https://b.run.app"),
+        allowed_principals=("*@example.com", "ops@x.org"),
     )
     # Every field was set from its variable (a new field without a variable would keep its default).
     defaults = Settings(project="default")

@@ -1,0 +1,1 @@
+"""The HTTP APIs (read: the status function; control: the control function), framework-free."""

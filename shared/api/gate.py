@@ -1,0 +1,24 @@
+"""Every API call but /healthz and /openapi.json needs a verified, allowed caller."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from shared.api.http import ApiRequest
+from shared.auth.policy import authorize
+from shared.auth.tokens import Principal, TokenVerifier, bearer_token
+from shared.settings import Settings
+
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
+
+
+@lru_cache(maxsize=4)
+def _verifier(issuer: str, audiences: tuple[str, ...], jwks: str) -> TokenVerifier:
+    return TokenVerifier(issuer, audiences, jwks)
+
+
+def caller(settings: Settings, request: ApiRequest) -> Principal:
+    """The verified, allowed principal (Unauthenticated → 401, Forbidden → 403)."""
+    token = bearer_token(request.headers.get("authorization"))
+    verifier = _verifier(settings.auth_issuer, settings.auth_audiences, settings.auth_jwks)
+    return authorize(verifier.verify(token), settings.allowed_principals)

@@ -1,0 +1,63 @@
+"""One wrapper for both APIs: public paths, the token gate, and errors mapped to statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shared import logs
+from shared.api.gate import PUBLIC_PATHS, caller
+from shared.api.http import ApiRequest, ApiResponse, error
+from shared.auth.policy import Forbidden
+from shared.auth.tokens import Principal, Unauthenticated
+from shared.commands import Refused
+from shared.deps import Deps
+from shared.errors import NotFound, PermanentError, RetryableError
+
+Routes = Callable[[Deps, ApiRequest, Principal], ApiResponse]
+log = logs.get_logger("api")
+
+
+def public_paths(api: str) -> Callable[[ApiRequest], ApiResponse | None]:
+    """The answers served without a token: /healthz and the API's /openapi.json."""
+
+    def answer(request: ApiRequest) -> ApiResponse | None:
+        from shared.api.openapi import document
+
+        if request.path == "/healthz":
+            return ApiResponse(200, {"ok": True})
+        if request.path == "/openapi.json":
+            return ApiResponse(200, document(api))
+        return None
+
+    return answer
+
+
+def serve(
+    deps: Deps,
+    request: ApiRequest,
+    routes: Routes,
+    public: Callable[[ApiRequest], ApiResponse | None],
+) -> ApiResponse:
+    """Answer one request: public paths without a token; everything else only for an allowed caller."""
+    if request.path in PUBLIC_PATHS:
+        answer = public(request)
+        if answer is not None:
+            return answer
+    try:
+        principal = caller(deps.settings, request)
+    except Unauthenticated as exc:
+        log.warning("unauthenticated call refused: %s", exc, extra={"path": request.path[:200]})
+        return ApiResponse(401, {"error": str(exc)}, {"WWW-Authenticate": "Bearer"})
+    except Forbidden as exc:
+        log.warning("forbidden: %s", exc, extra={"path": request.path[:200]})
+        return error(403, str(exc))
+    try:
+        return routes(deps, request, principal)
+    except Refused as refused:
+        return error(refused.status, refused.reason)
+    except NotFound as exc:
+        return error(404, str(exc))
+    except PermanentError as exc:
+        return error(422, str(exc))
+    except RetryableError as exc:
+        return ApiResponse(503, {"error": f"{exc}; try again"}, {"Retry-After": "1"})

@@ -23,7 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Local pace: tests and demos should not wait a minute for a scheduler tick.
 TICK_SECONDS = 0.5
 READY_POLL_SECONDS = 0.25
-LOST_EVENT_GRACE_SECONDS = 5.0
+# Longer than the slowest step (an evaluation whose metrics query runs into its 5 s timeout): a
+# step event re-emitted while a worker still handles it only makes two workers race for one write.
+LOST_EVENT_GRACE_SECONDS = 30.0
 # HTTP functions whose URL stack.json publishes, under these keys.
 URL_EXPORTS = {"status": "status_url", "control": "control_url"}
 

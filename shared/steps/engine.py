@@ -179,13 +179,21 @@ def event_applies(rollout: Rollout, event: StepEvent) -> str | None:
 def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepReport:
     """Apply `act` to the rollout named by the event, under at-least-once delivery."""
     touched = {"traffic": False}
+    attempts = {"count": 0}
 
     def attempt() -> StepReport:
+        attempts["count"] += 1
         loaded = deps.store.get_rollout(event.rollout_id)
         if loaded is None:
             return StepReport("unknown-rollout", event.rollout_id, detail="no such rollout")
         rollout = loaded.value
         stale = event_applies(rollout, event)
+        if stale is None and attempts["count"] > 1:
+            # We lost a write race on this very phase and step: whoever won either moved the
+            # rollout on (and published what comes next), scheduled its next check (the tick
+            # brings it back), or is the tick publishing it. Redoing the step now would only
+            # duplicate work that can be slow (a metrics query timing out) and contend again.
+            stale = "another worker acted on this step first"
         if stale is not None:
             if touched["traffic"]:
                 # We moved traffic, then lost the race: put traffic where the winner wants it.

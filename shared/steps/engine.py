@@ -188,11 +188,13 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
             return StepReport("unknown-rollout", event.rollout_id, detail="no such rollout")
         rollout = loaded.value
         stale = event_applies(rollout, event)
-        if stale is None and attempts["count"] > 1:
+        if stale is None and attempts["count"] > 1 and not touched["traffic"]:
             # We lost a write race on this very phase and step: whoever won either moved the
             # rollout on (and published what comes next), scheduled its next check (the tick
             # brings it back), or is the tick publishing it. Redoing the step now would only
             # duplicate work that can be slow (a metrics query timing out) and contend again.
+            # A step that moved traffic does redo it: re-applying its absolute weights is cheap,
+            # and leaves the Service as the state it commits wants.
             stale = "another worker acted on this step first"
         if stale is not None:
             if touched["traffic"]:

@@ -14,7 +14,7 @@ from shared.golden import replay_golden
 from shared.phases import Outcome
 from shared.serving import CANDIDATE_TAG, STABLE_TAG
 from shared.spec import ServiceSpec
-from shared.steps.engine import Plan, StepContext, later
+from shared.steps.engine import Plan, StepContext, apply_traffic, later
 from shared.steps.failing import end_badly
 from shared.validation import (
     Verdict,
@@ -60,6 +60,9 @@ def act(ctx: StepContext) -> Plan | None:
                 values={"attempt": attempt, "problem": problem},
                 thresholds={"warmup_seconds": validation.warmup_seconds},
             )
+        # The route lost the candidate's tag (e.g. a racing write of the traffic block): put back
+        # the absolute weights this rollout wants, then look again.
+        apply_traffic(deps, rollout)
         pause = retry_pause_seconds(attempt, validation)
         return _retry_later(ctx, started, attempt, min(later(now, pause), deadline))
     results = run_checks(

@@ -138,3 +138,24 @@ def test_the_golden_set_passes_an_agreeing_candidate_and_is_skipped_on_a_first_d
     passed = next(d for d in world.store.decisions(v2.id) if d.outcome == "validation_passed")
     assert passed.values["golden"]["agreement"] == 1.0
     assert "golden set: agreement 100.0%" in passed.reason
+
+
+def test_a_route_that_lost_the_candidate_tag_is_repaired_and_validated() -> None:
+    """A racing write left only the stable revision in the route: validate re-applies the weights."""
+    world, pipeline = stable_v1()
+    world.push(pipeline, "v2")
+
+    def validating() -> bool:
+        found = [r for r in world.rollouts() if r.digest == digest_of("v2")]
+        return bool(found) and found[0].phase is Phase.VALIDATING
+
+    pipeline.run(until=validating)
+    stable_only = [t for t in world.serving.traffic[("models", "iris")] if t.tag != CANDIDATE_TAG]
+    world.serving.traffic[("models", "iris")] = [
+        type(t)(t.revision, 100, t.tag) for t in stable_only
+    ]
+    pipeline.run()
+
+    v2 = world.only_rollout(digest_of("v2"))
+    assert v2.phase is Phase.PROMOTED, v2.reason
+    assert v2.validation_attempts >= 2

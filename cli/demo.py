@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cli.api_client import control
 from cli.rollout_commands import (
     CommandError,
     fetch,
@@ -105,8 +106,10 @@ def push_and_follow(
 
 def run_demo(target: Target) -> int:
     """Register iris and push v1..v6 (under user load from v2 on); 0 when each ended as expected."""
+    spec = load_spec(SERVICE_SPEC)
+    start_fresh(target, spec.name)
     name, _ = register_file(target, SERVICE_SPEC)
-    namespace = load_spec(SERVICE_SPEC).namespace
+    namespace = spec.namespace
     print(f"registered service {name} from {SERVICE_SPEC.relative_to(REPO_ROOT)}\n")
     surprises = []
     load: LoadRun | None = None
@@ -138,6 +141,26 @@ def run_demo(target: Target) -> int:
         if load is not None:
             print(render_load(load.stop()) + "\n", flush=True)
     return 1 if surprises else 0
+
+
+def start_fresh(target: Target, name: str) -> None:
+    """Delete what an earlier demo left of the service, so this run starts from a first deploy.
+
+    Its Knative Service and revisions go (so every image starts as a new process, as on a fresh
+    stack); its rollouts and decisions stay readable with `hekaton history`.
+    """
+    try:
+        status = fetch(target, f"/services/{name}")
+    except CommandError:
+        return  # not registered: nothing to clear
+    if status.get("deleted_at"):
+        return
+    print(
+        f"{name} exists on this stack from an earlier run: deleting it so the demo starts from a "
+        f"first deploy (its history stays readable: `hekaton history {name}`)",
+        flush=True,
+    )
+    control(target, "DELETE", f"/services/{name}", {"reason": "hekaton demo starts over"})
 
 
 def render_load(report: LoadReport) -> str:

@@ -1,10 +1,10 @@
 """Benchmark: hekaton's sequential judge + step policy against Flagger-style and Kayenta-style judges.
 
-Usage: python3 bench/judge_bench.py [--runs 1000] [--workers 2] [--seed 1]
+Usage: .venv/bin/python bench/judge_bench.py [--runs 1000] [--workers 2] [--seed 1]
            [--rule pass-before-full|advance|pass-every-step] [--judges hekaton,flagger,kayenta]
            [--error-increase X] [--slow-ratio R] [--deadline S]   (tuning overrides)
-Needs numpy (the simulation only; the judge itself is stdlib): the project .venv has none, the
-system python3 usually does. Prints a table; asserts nothing. ~1 min for 1,000 runs on 2 cores.
+Needs numpy (the simulation only; the judge itself is stdlib), a dev dependency of the project.
+Prints a table; asserts nothing. ~1 min for 1,000 runs on 2 cores.
 
 Simulation (seeded): Poisson arrivals at 1, 10 and 100 requests/s split by the traffic weight
 (10 -> 50 -> 100 %); each revision has an error probability and a log-normal latency (stable:

@@ -211,8 +211,10 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
             # and leaves the Service as the state it commits wants.
             stale = "another worker acted on this step first"
         if stale is not None:
-            if touched["traffic"]:
-                # We moved traffic, then lost the race: put traffic where the winner wants it.
+            if touched["traffic"] or rollout.phase is Phase.DELETED:
+                # We moved traffic, then lost the race: put traffic where the winner wants it. A
+                # rollout ended by a delete may have had its Service re-created by a step that read
+                # it before the delete was written (and crashed before its own write): removed again.
                 reconcile_traffic(deps, rollout.service)
             log.info(
                 "stale event dropped",
@@ -507,10 +509,16 @@ def apply_traffic(deps: Deps, rollout: Rollout) -> bool:
 
 
 def reconcile_traffic(deps: Deps, service_name: str) -> None:
-    """Re-apply the traffic that the service's current state wants (after losing a race)."""
+    """Re-apply the traffic that the service's current state wants (after losing a race); a deleted
+    service's Service is removed again."""
     service = deps.store.get_service(service_name)
-    if service is None or service.value.deleted_at is not None:
-        return  # a deleted service has no traffic block left to repair
+    if service is None:
+        return
+    if service.value.deleted_at is not None:
+        # The delete removed its Service after its write; a step that read the rollout before that
+        # write may have created it again since (deploy creates a missing Service): remove it again.
+        deps.serving.delete_service(service.value.namespace, service_name)
+        return
     active_id = service.value.active_rollout_id
     active = deps.store.get_rollout(active_id) if active_id else None
     # A DEPLOYING rollout's revision may not exist yet: naming it would break the Route, so until its

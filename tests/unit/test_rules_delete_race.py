@@ -11,6 +11,7 @@ from events.steps import StepType
 from shared.phases import Phase
 from shared.services_admin import delete_service
 from shared.serving import RevisionTemplate, TrafficTarget
+from shared.store import Change
 from tests.fakes import World, digest_of
 
 NAMESPACE = "models"
@@ -104,3 +105,29 @@ def test_a_stale_step_of_a_deleted_then_registered_service_leaves_the_new_servic
     assert world.traffic() == {world.revision("v3"): 100}
     assert world.only_rollout(digest_of("v3")).phase is Phase.PROMOTED
     assert world.only_rollout(digest_of("v2")).phase is Phase.DELETED
+
+
+def test_a_push_racing_a_delete_is_re_checked_by_the_engine_and_ignored() -> None:
+    """The delete is written while the push's rollout is being written: the engine's retry re-reads
+    the service, finds it deleted and records the push as ignored; nothing is deployed."""
+    world = World.create()
+    world.register()
+    pipeline = world.pipeline()
+    world.push(pipeline, "v1")
+    pipeline.run()
+    deleted: list[Any] = []
+
+    def delete_concurrently(change: Change) -> None:
+        if not deleted and any(r.digest == digest_of("v2") for r, _ in change.rollouts):
+            deleted.append(
+                delete_service(world.deps, "iris", principal="ann", key="del-1", reason="gone")
+            )
+
+    world.store.before_commit.append(delete_concurrently)
+    world.push(pipeline, "v2")
+    pipeline.run()
+
+    assert deleted and world.store.failed_commits == 1
+    assert not [r for r in world.rollouts() if r.digest == digest_of("v2")]
+    assert any("was deleted" in e.reason for e in world.store.list_ignored())
+    assert world.serving.get_service(NAMESPACE, "iris") is None

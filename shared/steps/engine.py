@@ -424,7 +424,7 @@ def run_birth(
             Plan(plan.rollout, plan.decision, plan.service),
             MUST_NOT_EXIST,
             loaded,
-            extra=_ended_change(context, plan),
+            extra=_birth_extra(context, plan),
         )
         published = publish_if_due(deps, written, cause=cause, source=source)
         if plan.ended is not None:
@@ -437,8 +437,8 @@ def run_birth(
     return retry_on_conflict(attempt, what=f"{source} for {service}")
 
 
-def _ended_change(ctx: BirthContext, plan: BirthPlan) -> Change:
-    """The part of a birth's write that ends the active rollout; refuses what is not a table birth."""
+def _birth_extra(ctx: BirthContext, plan: BirthPlan) -> Change:
+    """Refuse a plan that is not a table birth; the part of its write that ends the active rollout."""
     decision = plan.decision
     if (decision.seq, decision.phase_to, plan.rollout.seq) != (1, plan.rollout.phase.value, 1):
         raise IllegalTransition(f"rollout {plan.rollout.id} is not born by its first entry")

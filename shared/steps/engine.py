@@ -14,6 +14,7 @@ from shared.model import Decision, Rollout, ServiceRecord
 from shared.phases import (
     DEADLINE_OUTCOMES,
     HELD_PHASES,
+    IllegalTransition,
     Outcome,
     Phase,
     birth_phase,
@@ -23,11 +24,23 @@ from shared.retrying import MAX_ATTEMPTS, retry_on_conflict
 from shared.serving import STABLE_TAG, TrafficTarget
 from shared.spec import ServiceSpec
 from shared.steps.traffic import desired_traffic
-from shared.store import Change, Versioned
+from shared.store import MUST_NOT_EXIST, Change, Versioned
 
 log = get_logger("engine")
 
-__all__ = ["MAX_ATTEMPTS", "Act", "Plan", "StepContext", "retry_on_conflict", "run_step"]
+__all__ = [
+    "MAX_ATTEMPTS",
+    "Act",
+    "BirthAct",
+    "BirthContext",
+    "BirthPlan",
+    "Ignored",
+    "Plan",
+    "StepContext",
+    "retry_on_conflict",
+    "run_birth",
+    "run_step",
+]
 
 
 @dataclass
@@ -44,7 +57,8 @@ class Plan:
 class StepReport:
     """What happened to one event (returned for logs and tests)."""
 
-    status: str  # "applied", "waiting", "stale", "unknown-rollout"
+    # "applied", "waiting", "stale", "unknown-rollout"; births: "applied", "repeated", "ignored"
+    status: str
     rollout_id: str
     phase: str | None = None
     detail: str = ""
@@ -197,8 +211,10 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
             # and leaves the Service as the state it commits wants.
             stale = "another worker acted on this step first"
         if stale is not None:
-            if touched["traffic"]:
-                # We moved traffic, then lost the race: put traffic where the winner wants it.
+            if touched["traffic"] or rollout.phase is Phase.DELETED:
+                # We moved traffic, then lost the race: put traffic where the winner wants it. A
+                # rollout ended by a delete may have had its Service re-created by a step that read
+                # it before the delete was written (and crashed before its own write): removed again.
                 reconcile_traffic(deps, rollout.service)
             log.info(
                 "stale event dropped",
@@ -280,6 +296,163 @@ def log_decision(rollout: Rollout, decision: Decision | None) -> None:
     )
 
 
+# Births: the edges that start a rollout (a push, through ingest). The same skeleton as run_step:
+# load what the edge needs, check the event still applies, let the edge decide, one preconditioned
+# commit (the new rollout created must-not-exist), publish its first step.
+
+# How many of a service's latest rollouts a birth sees, to order itself among earlier events.
+RECENT_ROLLOUTS = 10
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A birth's answer when the event starts nothing: the reason is recorded for whoever sent it."""
+
+    reason: str
+
+
+@dataclass
+class BirthPlan:
+    """What a birth decided: the new rollout with its first entry, the rollout it ends, the service change."""
+
+    rollout: Rollout  # born in a phase the table's BIRTHS allow for its first entry's outcome
+    decision: Decision  # its first entry (BirthContext.first_entry)
+    ended: tuple[Rollout, Decision] | None = None  # the active rollout, moved along its edge
+    service: ServiceRecord | None = None  # the service record as it is to be written
+
+
+@dataclass(frozen=True)
+class BirthContext:
+    """Everything a birth decides from, loaded once per attempt by the engine."""
+
+    deps: Deps
+    service: Versioned[ServiceRecord]  # registered and not deleted
+    active: Versioned[Rollout] | None  # the service's rollout in flight, if any
+    recent: list[Rollout]  # the service's latest rollouts, newest first
+    rollout_id: str  # the deterministic id of the rollout this event starts
+    cause: str
+    now: datetime
+
+    def first_entry(
+        self,
+        rollout: Rollout,
+        outcome: Outcome,
+        *,
+        reason: str,
+        values: dict[str, Any] | None = None,
+    ) -> Decision:
+        """The new rollout's first log entry, checked against the table's births."""
+        return first_entry(
+            rollout, outcome, now=self.now, reason=reason, cause=self.cause, values=values
+        )
+
+    def end_active(
+        self,
+        outcome: Outcome,
+        *,
+        reason: str,
+        values: dict[str, Any] | None = None,
+        **updates: Any,
+    ) -> tuple[Rollout, Decision]:
+        """The active rollout moved along `outcome`'s edge (e.g. superseded by the new one)."""
+        assert self.active is not None
+        return transition(
+            self.active.value,
+            outcome,
+            now=self.now,
+            reason=reason,
+            cause=self.cause,
+            values=values,
+            **updates,
+        )
+
+
+BirthAct = Callable[[BirthContext], BirthPlan | Ignored]
+
+
+def run_birth(
+    deps: Deps, *, service: str, rollout_id: str, cause: str, act: BirthAct, source: str
+) -> StepReport:
+    """Start the rollout `rollout_id` of `service` as `act` decides, once, under at-least-once delivery.
+
+    A redelivered event finds its rollout and is "repeated" (its first step published again while
+    nothing has moved it); an event that starts nothing is "ignored" with the reason in `detail`.
+    """
+
+    def attempt() -> StepReport:
+        loaded = deps.store.get_service(service)
+        if loaded is None:
+            return StepReport("ignored", rollout_id, detail=f"service {service} was unregistered")
+        if loaded.value.deleted_at is not None:
+            return StepReport(
+                "ignored",
+                rollout_id,
+                detail=f"service {service} was deleted; register it again to deploy it",
+            )
+        existing = deps.store.get_rollout(rollout_id)
+        if existing is not None:
+            # Nothing has moved it since its first entry: the publish of its first step may be
+            # what was lost (a rollout born ended has no step to publish).
+            again = (
+                publish_next(deps, existing.value, cause=cause, source=source)
+                if existing.value.seq == 1
+                else ""
+            )
+            return StepReport(
+                "repeated",
+                rollout_id,
+                existing.value.phase.value,
+                "the rollout this event starts exists",
+                published=[again] if again else [],
+            )
+        active_id = loaded.value.active_rollout_id
+        active = deps.store.get_rollout(active_id) if active_id else None
+        context = BirthContext(
+            deps=deps,
+            service=loaded,
+            active=active if active is not None and active.value.active else None,
+            recent=deps.store.list_rollouts(service, limit=RECENT_ROLLOUTS),
+            rollout_id=rollout_id,
+            cause=cause,
+            now=deps.clock.now(),
+        )
+        plan = act(context)
+        if isinstance(plan, Ignored):
+            return StepReport("ignored", rollout_id, detail=plan.reason)
+        written = commit_plan(
+            deps,
+            Plan(plan.rollout, plan.decision, plan.service),
+            MUST_NOT_EXIST,
+            loaded,
+            extra=_birth_extra(context, plan),
+        )
+        published = publish_if_due(deps, written, cause=cause, source=source)
+        if plan.ended is not None:
+            log_decision(*plan.ended)
+        log_decision(plan.rollout, plan.decision)
+        return StepReport(
+            "applied", rollout_id, written[0].phase.value, published=[p for p in published if p]
+        )
+
+    return retry_on_conflict(attempt, what=f"{source} for {service}")
+
+
+def _birth_extra(ctx: BirthContext, plan: BirthPlan) -> Change:
+    """Refuse a plan that is not a table birth; the part of its write that ends the active rollout."""
+    decision = plan.decision
+    if (decision.seq, decision.phase_to, plan.rollout.seq) != (1, plan.rollout.phase.value, 1):
+        raise IllegalTransition(f"rollout {plan.rollout.id} is not born by its first entry")
+    birth_phase(Outcome(decision.outcome), plan.rollout.phase)
+    if plan.ended is None:
+        return Change()
+    ended, entry = plan.ended
+    if ctx.active is None or ended.id != ctx.active.value.id:
+        raise IllegalTransition(
+            f"a birth can only end the service's active rollout, not {ended.id}"
+        )
+    return Change(rollouts=[(ended, ctx.active.version)], decisions=[(ended.id, entry)])
+
+
 def deadline_plan(ctx: StepContext) -> Plan | None:
     """The phase's deadline edge when its own deadline has passed (None otherwise): traffic back on stable."""
     rollout = ctx.rollout
@@ -336,10 +509,16 @@ def apply_traffic(deps: Deps, rollout: Rollout) -> bool:
 
 
 def reconcile_traffic(deps: Deps, service_name: str) -> None:
-    """Re-apply the traffic that the service's current state wants (after losing a race)."""
+    """Re-apply the traffic that the service's current state wants (after losing a race); a deleted
+    service's Service is removed again."""
     service = deps.store.get_service(service_name)
-    if service is None or service.value.deleted_at is not None:
-        return  # a deleted service has no traffic block left to repair
+    if service is None:
+        return
+    if service.value.deleted_at is not None:
+        # The delete removed its Service after its write; a step that read the rollout before that
+        # write may have created it again since (deploy creates a missing Service): remove it again.
+        deps.serving.delete_service(service.value.namespace, service_name)
+        return
     active_id = service.value.active_rollout_id
     active = deps.store.get_rollout(active_id) if active_id else None
     # A DEPLOYING rollout's revision may not exist yet: naming it would break the Route, so until its

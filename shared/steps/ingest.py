@@ -11,11 +11,10 @@ from events.artifact_registry import RegistryAction, RegistryEvent, parse_notifi
 from events.pubsub import PubSubMessage
 from shared.deps import Deps
 from shared.ignoring import record_ignored
-from shared.model import Decision, Rollout, ServiceRecord
+from shared.model import Decision, Rollout
 from shared.phases import INITIAL_PHASE, Outcome, Phase
 from shared.spec import ServiceSpec
-from shared.steps.engine import first_entry, publish_next, retry_on_conflict, transition
-from shared.store import MUST_NOT_EXIST, Change
+from shared.steps.engine import BirthContext, BirthPlan, Ignored, run_birth
 
 SOURCE = "ingest"
 MAX_NAME = 63
@@ -84,26 +83,9 @@ def handle(deps: Deps, message: PubSubMessage) -> IngestReport:
         return report
     pushed_at = parse_time(message.publish_time, now)
     for service in services:
-        spec = ServiceSpec.model_validate(service.value.spec)
-        if service.value.deleted_at is not None:
-            _ignore(
-                deps,
-                message,
-                f"service {spec.name} was deleted; register it again to deploy it",
-                report,
-                service=spec.name,
-            )
-            continue
-        if not spec.accepts_tag(event.image.tag):
-            _ignore(
-                deps,
-                message,
-                f"tag {event.image.tag!r} does not match {spec.name}'s tag filter {spec.tag_filter!r}",
-                report,
-                service=spec.name,
-            )
-            continue
-        start(deps, message, event, spec, pushed_at, report)
+        start(
+            deps, message, event, ServiceSpec.model_validate(service.value.spec), pushed_at, report
+        )
     return report
 
 
@@ -115,139 +97,108 @@ def start(
     pushed_at: datetime,
     report: IngestReport,
 ) -> None:
-    """Start (or recognise, on redelivery) the rollout of `event`'s image for one service."""
-    digest = event.image.digest or ""
-    rid = rollout_id(spec.name, digest, message.message_id)
+    """Start (or recognise, on redelivery) the rollout of `event`'s image for the service `spec` names.
 
-    def attempt() -> None:
-        now = deps.clock.now()
-        service = deps.store.get_service(spec.name)
-        if service is None:
-            _ignore(
-                deps, message, f"service {spec.name} was unregistered", report, service=spec.name
-            )
-            return
-        existing = deps.store.get_rollout(rid)
-        if existing is not None:
-            # A redelivered push: the rollout exists; make sure its first step was published.
-            if existing.value.phase is INITIAL_PHASE:
-                publish_next(deps, existing.value, cause=message.message_id, source=SOURCE)
-            report.started.append(rid)
-            return
-        record = service.value
-        if record.stable_digest == digest and not record.active_rollout_id:
-            _ignore(
-                deps,
-                message,
-                f"{event.image.display} is already the stable image of {spec.name}",
-                report,
-                service=spec.name,
-            )
-            return
-        change = Change()
-        active = (
-            deps.store.get_rollout(record.active_rollout_id) if record.active_rollout_id else None
-        )
-        newer: Rollout | None = None
-        if active is not None and active.value.active:
-            if active.value.digest == digest:
-                _ignore(
-                    deps,
-                    message,
-                    f"{event.image.display} is already rolling out as {active.value.id}",
-                    report,
-                    service=spec.name,
-                )
-                return
-            if _pushed_at(active.value) > pushed_at:
-                newer = active.value
-            else:
-                superseded, decision = transition(
-                    active.value,
-                    Outcome.SUPERSEDED,
-                    now=now,
-                    reason=f"superseded by a newer image {event.image.display} (rollout {rid})",
-                    cause=message.message_id,
-                    values={"superseded_by": rid},
-                )
-                change.rollouts.append((superseded, active.version))
-                change.decisions.append((superseded.id, decision))
-        else:
-            # A delayed notification must not replace an image pushed after it that already finished.
-            newer = _newer_push(deps, spec.name, pushed_at)
-        rollout = _new_rollout(rid, spec, record, event, message, now, pushed_at)
-        if newer is not None:
-            rollout = rollout.evolve(
-                phase=Phase.SUPERSEDED,
-                due_at=None,
-                emitted_at=None,
-                ended_at=now,
-                reason=f"a newer image {newer.image_short} was already pushed (rollout {newer.id})",
-            )
-        else:
-            rollout = rollout.evolve(emitted_at=now)
-            change.services.append(
-                (record.evolve(active_rollout_id=rid, updated_at=now), service.version)
-            )
-        change.rollouts.append((rollout, MUST_NOT_EXIST))
-        change.decisions.append((rid, _created_decision(rollout, message.message_id, now)))
-        deps.store.commit(change)  # PreconditionFailed: re-read and decide again
-        if rollout.active:
-            publish_next(deps, rollout, cause=message.message_id, source=SOURCE)
+    The engine's birth skeleton loads the service (as it is now: its spec decides), checks the push
+    still applies and commits what `decide` planned; a push that starts nothing is recorded as ignored.
+    """
+    rid = rollout_id(spec.name, event.image.digest or "", message.message_id)
+    outcome = run_birth(
+        deps,
+        service=spec.name,
+        rollout_id=rid,
+        cause=message.message_id,
+        act=lambda ctx: decide(ctx, event, pushed_at),
+        source=SOURCE,
+    )
+    if outcome.status == "ignored":
+        _ignore(deps, message, outcome.detail, report, service=spec.name)
+    else:
         report.started.append(rid)
 
-    retry_on_conflict(attempt, what=f"ingest for {spec.name}")
+
+def decide(ctx: BirthContext, event: RegistryEvent, pushed_at: datetime) -> BirthPlan | Ignored:
+    """What a push means for one service: a new rollout (superseding the one in flight, or born
+    SUPERSEDED when a newer image was already pushed), or nothing, with the reason."""
+    record = ctx.service.value
+    spec = ServiceSpec.model_validate(record.spec)
+    image, digest = event.image, event.image.digest or ""
+    if not spec.accepts_tag(image.tag):
+        return Ignored(
+            f"tag {image.tag!r} does not match {spec.name}'s tag filter {spec.tag_filter!r}"
+        )
+    if record.stable_digest == digest and not record.active_rollout_id:
+        return Ignored(f"{image.display} is already the stable image of {spec.name}")
+    active = ctx.active.value if ctx.active is not None else None
+    if active is not None and active.digest == digest:
+        return Ignored(f"{image.display} is already rolling out as {active.id}")
+    if active is not None:
+        newer = active if _pushed_at(active) > pushed_at else None
+    else:
+        # A delayed notification must not replace an image pushed after it that already finished.
+        # Operator rollback records are not pushes; only pushes order pushes.
+        newer = next(
+            (r for r in ctx.recent if r.kind == "push" and _pushed_at(r) > pushed_at), None
+        )
+    rollout = _new_rollout(ctx, spec, event, pushed_at)
+    if newer is not None:
+        born_ended = rollout.evolve(
+            phase=Phase.SUPERSEDED,
+            due_at=None,
+            ended_at=ctx.now,
+            reason=f"a newer image {newer.image_short} was already pushed (rollout {newer.id})",
+        )
+        return BirthPlan(born_ended, _created_decision(ctx, born_ended))
+    ended = None
+    if active is not None:
+        ended = ctx.end_active(
+            Outcome.SUPERSEDED,
+            reason=f"superseded by a newer image {image.display} (rollout {rollout.id})",
+            values={"superseded_by": rollout.id},
+        )
+    return BirthPlan(
+        rollout,
+        _created_decision(ctx, rollout),
+        ended=ended,
+        service=record.evolve(active_rollout_id=rollout.id, updated_at=ctx.now),
+    )
 
 
 def _pushed_at(rollout: Rollout) -> datetime:
     return rollout.pushed_at or rollout.created_at
 
 
-def _newer_push(deps: Deps, service: str, pushed_at: datetime) -> Rollout | None:
-    """A recent rollout of the service whose image was pushed after `pushed_at`, if any."""
-    recent = deps.store.list_rollouts(service, limit=10)
-    # Operator rollback records are not pushes; only pushes order pushes.
-    return next((r for r in recent if r.kind == "push" and _pushed_at(r) > pushed_at), None)
-
-
 def _new_rollout(
-    rid: str,
-    spec: ServiceSpec,
-    record: ServiceRecord,
-    event: RegistryEvent,
-    message: PubSubMessage,
-    now: datetime,
-    pushed_at: datetime,
+    ctx: BirthContext, spec: ServiceSpec, event: RegistryEvent, pushed_at: datetime
 ) -> Rollout:
+    digest = event.image.digest or ""
     return Rollout(
-        id=rid,
+        id=ctx.rollout_id,
         service=spec.name,
         namespace=spec.namespace,
         image=event.image.repository,
         tag=event.image.tag,
-        digest=event.image.digest or "",
-        revision=revision_name(spec.name, event.image.digest or ""),
+        digest=digest,
+        revision=revision_name(spec.name, digest),
         phase=INITIAL_PHASE,
-        created_at=now,
-        updated_at=now,
+        created_at=ctx.now,
+        updated_at=ctx.now,
         pushed_at=pushed_at,
         steps=list(spec.steps),
-        stable_revision=record.stable_revision,
-        due_at=now,
-        cause=message.message_id,
+        stable_revision=ctx.service.value.stable_revision,
+        due_at=ctx.now,
+        cause=ctx.cause,
         seq=1,
         spec=spec.to_document(),
     )
 
 
-def _created_decision(rollout: Rollout, message_id: str, now: datetime) -> Decision:
-    return first_entry(
+def _created_decision(ctx: BirthContext, rollout: Rollout) -> Decision:
+    return ctx.first_entry(
         rollout,
         Outcome.CREATED,
-        now=now,
         reason=rollout.reason
         or f"image {rollout.image_short} pushed; rollout to revision {rollout.revision} started",
-        cause=message_id,
         values={
             "image": rollout.image_ref,
             "stable_revision": rollout.stable_revision,

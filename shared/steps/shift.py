@@ -13,7 +13,6 @@ from typing import Any
 
 from shared.analysis.policy import Action
 from shared.analysis.section import AnalysisSpec
-from shared.errors import RetryableError
 from shared.phases import Outcome
 from shared.serving import CANDIDATE_TAG
 from shared.spec import ServiceSpec
@@ -124,7 +123,10 @@ def _top_up(ctx: StepContext, analysis: AnalysisSpec, evaluation: Evaluation) ->
         None,
     )
     if url is None or spec is None:
-        raise RetryableError(f"no '{CANDIDATE_TAG}' tag URL for {rollout.revision} to top up")
+        # Nothing to send to: say so in the live figures and look again at the next wake-up
+        # (the step's evidence deadline still bounds the wait).
+        problem = f"no '{CANDIDATE_TAG}' tag URL for {rollout.revision} to top up"
+        return replace(evaluation.state, last={**(evaluation.state.last or {}), "problem": problem})
     requests = _top_up_requests(spec)
     report = send_top_up(
         ctx.deps.http,

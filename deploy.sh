@@ -2,7 +2,7 @@
 # Deploy hekaton.
 #   ./deploy.sh local                                  bring the local stack up (same as `bin/dev up --detach`)
 #   ./deploy.sh gcp --project P --region R --cluster C --cluster-location L [--ingress-url URL]
-#                   [--allowed-principals 'PATTERN,...'] [--dry-run]
+#                   [--prometheus-url URL] [--allowed-principals 'PATTERN,...'] [--dry-run]
 #                                                      deploy to a GCP project (topics with dead-lettering,
 #                                                      one Cloud Function per step, scheduler tick, IAM,
 #                                                      Firestore index); --dry-run prints every command.
@@ -19,7 +19,7 @@ case "$MODE" in
   *) usage ;;
 esac
 
-PROJECT="" REGION="" INGRESS_URL="" ALLOWED_PRINCIPALS="" CLUSTER="" CLUSTER_LOCATION="" DRY_RUN=0 RUNTIME="python311" SA_NAME="hekaton"
+PROJECT="" REGION="" INGRESS_URL="" PROMETHEUS_URL="" ALLOWED_PRINCIPALS="" CLUSTER="" CLUSTER_LOCATION="" DRY_RUN=0 RUNTIME="python311" SA_NAME="hekaton"
 TICK_SCHEDULE="* * * * *" MAX_DELIVERY_ATTEMPTS=5
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -27,6 +27,7 @@ while [[ $# -gt 0 ]]; do
     --region) REGION="$2"; shift 2 ;;
     --cluster) CLUSTER="$2"; shift 2 ;;
     --ingress-url) INGRESS_URL="$2"; shift 2 ;;
+    --prometheus-url) PROMETHEUS_URL="$2"; shift 2 ;;
     --allowed-principals) ALLOWED_PRINCIPALS="$2"; shift 2 ;;
     --cluster-location) CLUSTER_LOCATION="$2"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
@@ -37,6 +38,13 @@ done
 [[ -n "$REGION" ]] || { echo "deploy.sh: --region is required" >&2; exit 2; }
 [[ -n "$CLUSTER" && -n "$CLUSTER_LOCATION" ]] || { echo "deploy.sh: --cluster and --cluster-location (the GKE cluster running Knative) are required" >&2; exit 2; }
 SA="${SA_NAME}@${PROJECT}.iam.gserviceaccount.com"
+if [[ -n "$PROMETHEUS_URL" ]]; then
+  METRICS_ENV="HEKATON_METRICS_PROVIDER=prometheus|HEKATON_PROMETHEUS_URL=$PROMETHEUS_URL"
+else
+  METRICS_ENV="HEKATON_METRICS_PROVIDER=none"
+  echo "deploy.sh: no --prometheus-url: metric analysis has no backend, so a service whose spec" \
+    "keeps analysis on never passes a traffic step (give the Prometheus API that scrapes Istio)" >&2
+fi
 if [[ $DRY_RUN -eq 1 ]]; then
   KUBE_SERVER="https://<endpoint of $CLUSTER>" KUBE_CA="<cluster CA>"
 else
@@ -105,7 +113,7 @@ while IFS=$'\t' read -r kind name source entry topic; do
     --runtime "$RUNTIME" --source "$dir" --entry-point "$entry" --service-account "$SA"
     # '^|^' makes '|' the separator: the principal patterns are a comma-separated list.
     # The APIs accept Google ID tokens whose audience is the function's URL.
-    --set-env-vars "^|^HEKATON_PROJECT=$PROJECT|HEKATON_LOG_FORMAT=json|HEKATON_KUBE_SERVER=$KUBE_SERVER|HEKATON_KUBE_CA_DATA=$KUBE_CA${INGRESS_URL:+|HEKATON_INGRESS_URL=$INGRESS_URL}|HEKATON_AUTH_AUDIENCES=https://$REGION-$PROJECT.cloudfunctions.net/hekaton-$name|HEKATON_ALLOWED_PRINCIPALS=$ALLOWED_PRINCIPALS" --memory 256Mi --timeout 120s)
+    --set-env-vars "^|^HEKATON_PROJECT=$PROJECT|HEKATON_LOG_FORMAT=json|HEKATON_KUBE_SERVER=$KUBE_SERVER|HEKATON_KUBE_CA_DATA=$KUBE_CA${INGRESS_URL:+|HEKATON_INGRESS_URL=$INGRESS_URL}|HEKATON_AUTH_AUDIENCES=https://$REGION-$PROJECT.cloudfunctions.net/hekaton-$name|HEKATON_ALLOWED_PRINCIPALS=$ALLOWED_PRINCIPALS|$METRICS_ENV" --memory 256Mi --timeout 120s)
   if [[ "$topic" == "-" ]]; then
     run "${common[@]}" --trigger-http --no-allow-unauthenticated
   else

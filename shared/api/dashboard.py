@@ -51,8 +51,10 @@ h3 { font-size: 13px; margin: 12px 0 6px; text-transform: uppercase; letter-spac
 .phase.SHIFTING, .phase.VALIDATING, .phase.DEPLOYING, .phase.WAITING_READY, .phase.PROMOTING {
   background: #fff1d6; color: #7a4d00; }
 .live { background: #f7f8fa; border-left: 3px solid #e8a33d; padding: 6px 10px; margin-top: 6px; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; table-layout: fixed; }
 td, th { text-align: left; padding: 4px 6px; border-top: 1px solid #e6e9ee; vertical-align: top; }
+th:nth-child(1) { width: 120px; } th:nth-child(2) { width: 260px; } th:nth-child(4) { width: 150px; }
+tr.log td { border-top: none; padding-top: 0; }
 th { color: #5a6373; font-weight: 600; }
 td.reason { white-space: pre-wrap; word-break: break-word; }
 details summary { cursor: pointer; color: #3b7ddd; }
@@ -125,6 +127,12 @@ function bars(traffic) {
   return box;
 }
 
+function shortImage(image) {
+  const [name, digest] = String(image || "").split("@");
+  const short = name.slice(name.lastIndexOf("/") + 1);
+  return digest ? short + " · " + digest.slice(0, 19) : short;
+}
+
 function phase(p) { return el("span", {class: "phase " + p, "data-phase": p}, p); }
 
 function active(r) {
@@ -135,7 +143,7 @@ function active(r) {
     el("div", {}, phase(r.phase), " ",
       el("span", {class: "step", "data-step": r.step}, step),
       " · candidate takes ", el("b", {class: "candidate-pct"}, r.traffic_percent + "%"),
-      " · ", r.image),
+      " · ", el("span", {title: r.image}, shortImage(r.image))),
     el("div", {class: "meta"}, "rollout " + r.id + " · revision " + r.revision));
   const a = r.analysis;
   if (a) {
@@ -166,13 +174,13 @@ function historyTable(name, rollouts) {
     details.addEventListener("toggle", () => details.open ? opened.add(key) : opened.delete(key));
     body.append(el("tr", {class: "rollout", "data-rollout": r.id, "data-phase": r.phase},
       el("td", {}, phase(r.phase)),
-      el("td", {}, r.image),
+      el("td", {title: r.image}, shortImage(r.image)),
       el("td", {class: "reason"}, r.reason || ""),
-      el("td", {}, (r.started_at || "").slice(0, 19).replace("T", " ")),
-      el("td", {}, details)));
+      el("td", {}, (r.started_at || "").slice(0, 19).replace("T", " "))),
+      el("tr", {class: "log"}, el("td", {colSpan: 4}, details)));
   }
   return el("table", {class: "history"},
-    el("thead", {}, el("tr", {}, ...["phase", "image", "reason", "started", "log"].map(
+    el("thead", {}, el("tr", {}, ...["phase", "image", "reason", "started"].map(
       (h) => el("th", {}, h)))), body);
 }
 

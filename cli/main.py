@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "cli.control_commands",  # abort, promote, pause, resume, approve, delete, token
     "cli.demo",  # demo
     "cli.load_commands",  # load
+    "cli.dashboard_commands",  # dashboard
 )
 
 

@@ -17,6 +17,7 @@ from local.auth_keys import ALLOWED, AUDIENCE, ISSUER, create_keys
 from local.components import Component, Launch, Ready, StackContext, http_server_component
 from local.procs import ManagedProcess
 from local.pubsub_wiring import wire
+from shared.api.dashboard import PATH as DASHBOARD_PATH
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +29,14 @@ READY_POLL_SECONDS = 0.25
 LOST_EVENT_GRACE_SECONDS = 30.0
 # HTTP functions whose URL stack.json publishes, under these keys.
 URL_EXPORTS = {"status": "status_url", "control": "control_url"}
+
+
+def url_exports(function: str, url: str) -> dict[str, str]:
+    """What stack.json publishes for an HTTP function at `url` (the read API also serves the dashboard)."""
+    exports = {URL_EXPORTS[function]: url}
+    if function == "status":
+        exports["dashboard_url"] = url.rstrip("/") + DASHBOARD_PATH
+    return exports
 
 
 def auth_keys(ctx: StackContext) -> Mapping[str, str]:
@@ -87,7 +96,7 @@ def function_component(function: FunctionDef, *, timeout: float = 60.0) -> Compo
         # An event function answers a GET with an error: still proof that it is serving.
         health_path="/healthz" if function.http else "/",
         accept=(lambda status, _body: status == 200) if function.http else None,
-        exports=(lambda url: {URL_EXPORTS[function.name]: url})
+        exports=(lambda url: url_exports(function.name, url))
         if function.name in URL_EXPORTS
         else None,
         timeout=timeout,

@@ -1,4 +1,4 @@
-"""Every API call but /healthz and /openapi.json needs a verified, allowed caller."""
+"""Every API call but /healthz, /openapi.json and the dashboard's page needs a verified, allowed caller."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from shared.auth.policy import authorize
 from shared.auth.tokens import Principal, TokenVerifier, bearer_token
 from shared.settings import Settings
 
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
+# /dashboard is the read API's HTML shell only: it holds no data and fetches it with a token.
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/dashboard"})
 
 
 @lru_cache(maxsize=4)

@@ -33,14 +33,16 @@ class ApiRequest:
 
 @dataclass(frozen=True)
 class ApiResponse:
-    """A JSON answer."""
+    """A JSON answer (or, with a bytes body, those bytes as they are: the dashboard's HTML)."""
 
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
 
     def encoded(self) -> bytes:
-        """The JSON body."""
+        """The JSON body (a bytes body as it is)."""
+        if isinstance(self.body, bytes):
+            return self.body
         return json.dumps(self.body, indent=2, default=str).encode()
 
 

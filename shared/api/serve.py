@@ -18,11 +18,15 @@ log = logs.get_logger("api")
 
 
 def public_paths(api: str) -> Callable[[ApiRequest], ApiResponse | None]:
-    """The answers served without a token: /healthz and the API's /openapi.json."""
+    """The answers served without a token: /healthz, the API's /openapi.json, and (read API) the
+    dashboard's HTML page, which holds no data."""
 
     def answer(request: ApiRequest) -> ApiResponse | None:
+        from shared.api import dashboard
         from shared.api.openapi import document
 
+        if api == "read" and request.path == dashboard.PATH and request.method == "GET":
+            return dashboard.page()
         if request.path == "/healthz":
             return ApiResponse(200, {"ok": True})
         if request.path == "/openapi.json":

@@ -24,7 +24,6 @@ TARGET = "autoscaling.knative.dev/target"
 RETENTION = "autoscaling.knative.dev/scale-to-zero-pod-retention-period"
 GPU_RESOURCE = "nvidia.com/gpu"
 ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
-DEFAULT_KEEP_PREVIOUS_WARM_SECONDS = 600.0
 
 # GKE's `cloud.google.com/gke-accelerator` values for the NVIDIA GPUs GKE offers (the families
 # Google's accelerator enums list: T4, P4, P100, V100, L4, A100 40/80 GB, H100 80 GB).
@@ -108,11 +107,6 @@ class Scaling(BaseModel):
     scale_to_zero_retention: str | None = None
     # Hard limit of requests in flight per pod (0: unlimited), the revision's containerConcurrency.
     container_concurrency: int | None = Field(default=None, ge=0, le=1000)
-    # After a promotion, the previous stable revision stays routed (0 %, tag `previous`) this long
-    # so a rollback needs no cold start; 0 drops it at once.
-    keep_previous_warm_seconds: float = Field(
-        default=DEFAULT_KEEP_PREVIOUS_WARM_SECONDS, ge=0, le=7 * 86_400
-    )
 
     @field_validator("scale_to_zero_retention")
     @classmethod

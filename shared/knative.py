@@ -255,9 +255,17 @@ def _template(current: dict[str, Any] | None, template: RevisionTemplate) -> dic
     container["image"] = template.image
     if template.env:
         env = {e["name"]: e for e in container.get("env", []) if "name" in e}
-        for key, value in template.env.items():
-            env[key] = {"name": key, "value": value}
+        env.update({e["name"]: e for e in template.env})
         container["env"] = sorted(env.values(), key=lambda e: e["name"])
+    if template.resources:
+        container["resources"] = copy.deepcopy(template.resources)
+    if template.node_selector:
+        spec["nodeSelector"] = {**spec.get("nodeSelector", {}), **template.node_selector}
+    if template.tolerations:
+        kept = [t for t in spec.get("tolerations", []) if t not in template.tolerations]
+        spec["tolerations"] = kept + [dict(t) for t in template.tolerations]
+    if template.container_concurrency is not None:
+        spec["containerConcurrency"] = template.container_concurrency
     return result
 
 

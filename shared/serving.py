@@ -62,8 +62,13 @@ class RevisionTemplate:
 
     name: str
     image: str
-    env: dict[str, str] = field(default_factory=dict)
+    # Container env entries as Kubernetes writes them: {name, value} or {name, valueFrom}.
+    env: list[dict[str, Any]] = field(default_factory=list)
     annotations: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)  # the container's `resources`
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, str]] = field(default_factory=list)
+    container_concurrency: int | None = None
 
 
 class ServingProvider(Protocol):

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.analysis.section import AnalysisSpec
 from shared.approval_spec import ApprovalSpec
+from shared.scaling_spec import EnvValue, Resources, Scaling, check_env, move_top_level_scale
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -315,9 +316,11 @@ class ServiceSpec(BaseModel):
     steps: list[int] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
     bake_seconds: float = Field(default=60.0, ge=0, le=86_400)
     readiness_deadline_seconds: float = Field(default=300.0, gt=0, le=3_600)
-    env: dict[str, str] = Field(default_factory=dict)
-    min_scale: int | None = Field(default=None, ge=0)
-    max_scale: int | None = Field(default=None, ge=1)
+    # Plain strings, or {secret: NAME, key: KEY} references to Kubernetes Secrets.
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+    # Top-level min_scale/max_scale are still read, as scaling.min_scale/max_scale.
+    scaling: Scaling = Field(default_factory=Scaling)
+    resources: Resources = Field(default_factory=Resources)
     validation: Validation = Field(default_factory=Validation)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
@@ -354,15 +357,15 @@ class ServiceSpec(BaseModel):
             raise ValueError("steps must be strictly increasing")
         return value
 
-    @model_validator(mode="after")
-    def _scale_bounds(self) -> ServiceSpec:
-        if (
-            self.min_scale is not None
-            and self.max_scale is not None
-            and self.min_scale > self.max_scale
-        ):
-            raise ValueError("min_scale must not exceed max_scale")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _scale_aliases(cls, data: Any) -> Any:
+        return move_top_level_scale(data)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_secrets(cls, value: Any) -> Any:
+        return check_env(value)
 
     @model_validator(mode="after")
     def _evidence_outlasts_bake(self) -> ServiceSpec:

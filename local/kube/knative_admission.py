@@ -4,6 +4,7 @@ Routes and Revisions (traffic rules, templates, bring-your-own revision names)."
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from local.kube import errors
@@ -17,10 +18,24 @@ Obj = dict[str, Any]
 PROGRESS_DEADLINE_ANNOTATION = "serving.knative.dev/progress-deadline"
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 120.0
 MAX_TIMEOUT_SECONDS = 600
+MIN_SCALE_ANNOTATION = "autoscaling.knative.dev/min-scale"
+MAX_SCALE_ANNOTATION = "autoscaling.knative.dev/max-scale"
 _INTEGER_ANNOTATIONS = (
-    "autoscaling.knative.dev/min-scale",
-    "autoscaling.knative.dev/max-scale",
+    MIN_SCALE_ANNOTATION,
+    MAX_SCALE_ANNOTATION,
     "autoscaling.knative.dev/initial-scale",
+)
+TARGET_ANNOTATION = "autoscaling.knative.dev/target"
+METRIC_ANNOTATION = "autoscaling.knative.dev/metric"
+RETENTION_ANNOTATION = "autoscaling.knative.dev/scale-to-zero-pod-retention-period"
+# The metrics of Knative's default autoscaler class (KPA); the HPA class takes cpu and memory.
+_KPA_METRICS = ("concurrency", "rps")
+_HPA_METRICS = ("cpu", "memory")
+CLASS_ANNOTATION = "autoscaling.knative.dev/class"
+HPA_CLASS = "hpa.autoscaling.knative.dev"
+# resource.Quantity's grammar: sign, digits with an optional fraction, then a suffix.
+_QUANTITY = re.compile(
+    r"^[+-]?(\d+\.?\d*|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$"
 )
 
 
@@ -108,6 +123,94 @@ def _annotation_errors(path: str, annotations: Any) -> list[FieldError]:
             found.append(
                 errors.invalid(f"{path}[{name}]", value, "expected a non-negative integer")
             )
+    low, high = (str(annotations.get(n, "")) for n in (MIN_SCALE_ANNOTATION, MAX_SCALE_ANNOTATION))
+    # Knative: max-scale 0 means unbounded.
+    if low.isdigit() and high.isdigit() and int(high) != 0 and int(high) < int(low):
+        found.append(
+            errors.invalid(
+                f"{path}[{MAX_SCALE_ANNOTATION}]",
+                high,
+                f"max-scale={high} is less than min-scale={low}",
+            )
+        )
+    return found + _autoscaler_errors(path, annotations)
+
+
+def _autoscaler_errors(path: str, annotations: Obj) -> list[FieldError]:
+    """Knative's checks of the autoscaler's metric, target and scale-to-zero retention."""
+    found = []
+    metric = annotations.get(METRIC_ANNOTATION)
+    allowed = _HPA_METRICS if annotations.get(CLASS_ANNOTATION) == HPA_CLASS else _KPA_METRICS
+    if metric is not None and metric not in allowed:
+        found.append(
+            errors.invalid(
+                f"{path}[{METRIC_ANNOTATION}]", metric, f"expected one of {', '.join(allowed)}"
+            )
+        )
+    target = annotations.get(TARGET_ANNOTATION)
+    if target is not None:
+        try:
+            number = float(target)
+        except (TypeError, ValueError):
+            number = -1.0
+        if not number >= 0.01:
+            found.append(
+                errors.invalid(
+                    f"{path}[{TARGET_ANNOTATION}]",
+                    target,
+                    f"target {target} should be at least 0.01",
+                )
+            )
+    retention = annotations.get(RETENTION_ANNOTATION)
+    if retention is not None:
+        try:
+            seconds = parse_go_duration(str(retention))
+        except ValueError:
+            seconds = -1.0
+        if seconds < 0:
+            found.append(
+                errors.invalid(
+                    f"{path}[{RETENTION_ANNOTATION}]", retention, "must be a non-negative duration"
+                )
+            )
+    return found
+
+
+def _resource_errors(where: str, resources: Any) -> list[FieldError]:
+    """Container resources: quantities Kubernetes can parse, never negative."""
+    if resources is None:
+        return []
+    if not isinstance(resources, dict):
+        return [errors.invalid(where, resources, "must be an object")]
+    found = []
+    for part in ("requests", "limits"):
+        amounts = resources.get(part)
+        if amounts is None:
+            continue
+        if not isinstance(amounts, dict):
+            found.append(errors.invalid(f"{where}.{part}", amounts, "must be an object"))
+            continue
+        for name, value in amounts.items():
+            text = (
+                str(value)
+                if isinstance(value, int | float) and not isinstance(value, bool)
+                else value
+            )
+            if not isinstance(text, str) or not _QUANTITY.match(text):
+                found.append(
+                    errors.invalid(
+                        f"{where}.{part}[{name}]",
+                        value,
+                        "quantities must match the regular expression "
+                        "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                    )
+                )
+            elif text.startswith("-"):
+                found.append(
+                    errors.invalid(
+                        f"{where}.{part}[{name}]", value, "must be greater than or equal to 0"
+                    )
+                )
     return found
 
 
@@ -142,6 +245,7 @@ def revision_spec_errors(path: str, spec: Any) -> list[FieldError]:
                         f"{where}.env[{env_index}].value", variable["value"], "must be a string"
                     )
                 )
+        found += _resource_errors(f"{where}.resources", container.get("resources"))
         ports = container.get("ports")
         if isinstance(ports, list):
             port_count += len(ports)

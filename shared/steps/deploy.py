@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.errors import PermanentError
 from shared.model import Rollout
 from shared.phases import Outcome
+from shared.scaling_spec import env_vars
 from shared.serving import RevisionTemplate
 from shared.spec import ServiceSpec
 from shared.steps.engine import Plan, StepContext, later
@@ -12,22 +13,22 @@ from shared.steps.failing import end_badly
 from shared.steps.traffic import desired_traffic
 
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
-MIN_SCALE = "autoscaling.knative.dev/min-scale"
-MAX_SCALE = "autoscaling.knative.dev/max-scale"
 
 
 def revision_template(spec: ServiceSpec, rollout: Rollout) -> RevisionTemplate:
-    """The template for the candidate: image by digest, BYO name, deadline and scale annotations."""
+    """The template for the candidate: image by digest, BYO name, deadline and autoscaling
+    annotations, resources (GPUs with their node selector and toleration), env (secret refs)."""
     annotations = {PROGRESS_DEADLINE: f"{int(spec.readiness_deadline_seconds)}s"}
-    if spec.min_scale is not None:
-        annotations[MIN_SCALE] = str(spec.min_scale)
-    if spec.max_scale is not None:
-        annotations[MAX_SCALE] = str(spec.max_scale)
+    annotations.update(spec.scaling.annotations())
     return RevisionTemplate(
         name=rollout.revision,
         image=f"{rollout.image}@{rollout.digest}",
-        env=dict(spec.env),
+        env=env_vars(spec.env),
         annotations=annotations,
+        resources=spec.resources.container(),
+        node_selector=spec.resources.node_selector(),
+        tolerations=spec.resources.tolerations(),
+        container_concurrency=spec.scaling.container_concurrency,
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.analysis.section import AnalysisSpec
 from shared.approval_spec import ApprovalSpec
+from shared.auth_spec import AuthSpec
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -321,6 +322,7 @@ class ServiceSpec(BaseModel):
     validation: Validation = Field(default_factory=Validation)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
+    auth: AuthSpec | None = None  # endpoint auth (Istio policies); None: open
 
     @field_validator("name", "namespace")
     @classmethod

@@ -11,6 +11,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     import httpx
 
+    from shared.auth.model_tokens import ModelTokens
     from shared.metrics.observers import Observer
     from shared.policies import PoliciesProvider
     from shared.publisher import Publisher
@@ -72,6 +73,13 @@ class Deps:
         from shared.knative import api_client
 
         return IstioPolicies(api_client(self.settings.kube_server, self.settings.kube_ca_data))
+
+    @cached_property
+    def model_tokens(self) -> ModelTokens:
+        """The token hekaton's own requests to model APIs carry (validation, golden set, top-up)."""
+        from shared.auth.model_tokens import ModelTokens
+
+        return ModelTokens(self.settings)
 
     @cached_property
     def publisher(self) -> Publisher:

@@ -128,3 +128,18 @@ def test_a_jwks_file_is_embedded_and_a_url_kept(tmp_path: Path) -> None:
     local, remote = spec.auth.issuers
     assert (local.jwks_uri, local.jwks) == (None, RSA_JWKS)
     assert (remote.jwks_uri, remote.jwks) == ("https://x/jwks", None)
+
+
+def test_put_service_refuses_an_unreachable_jwks_and_registers_nothing() -> None:
+    from shared.commands import Refused
+    from shared.services_admin import put_service
+    from tests.fakes import World, iris_spec
+
+    world = World.create()
+    auth = {"issuers": [{"issuer": "i", "jwks_uri": "/nonexistent/jwks.json"}]}
+    with pytest.raises(Refused) as caught:
+        put_service(world.deps, iris_spec(auth=auth), None, principal="ops", key="k1")
+    assert "auth.issuers.0.jwks_uri: cannot fetch the JWKS at /nonexistent/jwks.json" in str(
+        caught.value
+    )
+    assert world.store.get_service("iris") is None

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.rollout_commands import CommandError, fetch
-from cli.target import Target
+from cli.target import Target, state_dir
 from local.load import (
     DEFAULT_MAX_REQUESTS,
     LoadConfig,
@@ -86,6 +86,20 @@ def _headers(values: list[str]) -> dict[str, str]:
     return headers
 
 
+def _token_headers(token: str) -> dict[str, str]:
+    """`--token`: `auto` mints one of the local stack ($USER@hekaton.local), `none` sends none."""
+    if token == "none":
+        return {}
+    if token == "auto":
+        from local.auth_keys import issue_token
+
+        try:
+            token = issue_token(state_dir())
+        except FileNotFoundError:
+            return {}  # no local signing key: nothing to send
+    return {"Authorization": f"Bearer {token}"}
+
+
 def _cmd_load(args: argparse.Namespace) -> int:
     try:
         gateway = stack_gateway()
@@ -99,7 +113,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
             max_requests=args.max_requests,
             seed=args.seed,
             path=args.path,
-            headers=_headers(args.header),
+            headers={**_token_headers(args.token), **_headers(args.header)},
             concurrency=args.concurrency,
             timeout=args.timeout,
         )
@@ -174,6 +188,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--concurrency", type=int, default=8, help="connections in parallel (%(default)s)"
+    )
+    p.add_argument(
+        "--token",
+        default="auto",
+        help="bearer token for services with an auth: section; auto (default) mints the local "
+        "stack's, none sends none",
     )
     p.add_argument("--timeout", type=float, default=10.0, help="per request, s (%(default)s)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

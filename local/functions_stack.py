@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from functions.manifest import FUNCTIONS, FunctionDef
-from local.auth_keys import ALLOWED, AUDIENCE, ISSUER, create_keys
+from local.auth_keys import ALLOWED, AUDIENCE, ISSUER, PRIVATE_KEY, create_keys
 from local.components import Component, Launch, Ready, StackContext, http_server_component
 from local.procs import ManagedProcess
 from local.pubsub_wiring import wire
@@ -69,6 +69,10 @@ def function_env(ctx: StackContext) -> dict[str, str]:
         env["HEKATON_AUTH_JWKS"] = ctx.exports["auth_jwks"]
         env["HEKATON_AUTH_AUDIENCES"] = ctx.exports["auth_audience"]
         env["HEKATON_ALLOWED_PRINCIPALS"] = ctx.exports["allowed_principals"]
+        # hekaton's own requests to model APIs with an `auth:` section carry a token of this key
+        # (issuer hekaton-local, subject hekaton@hekaton.local).
+        env["HEKATON_MODEL_TOKEN"] = "key"
+        env["HEKATON_MODEL_TOKEN_KEY"] = str(Path(ctx.exports["auth_jwks"]).parent / PRIVATE_KEY)
     if "gateway_url" in ctx.exports:
         # Tag URLs like http://candidate-iris.models.example.com are reached through the gateway.
         env["HEKATON_INGRESS_URL"] = ctx.exports["gateway_url"]

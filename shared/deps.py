@@ -11,7 +11,9 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     import httpx
 
+    from shared.auth.model_tokens import ModelTokens
     from shared.metrics.observers import Observer
+    from shared.policies import PoliciesProvider
     from shared.publisher import Publisher
     from shared.serving import ServingProvider
     from shared.store import Store
@@ -30,6 +32,7 @@ class Deps:
         clock: Clock | None = None,
         http: httpx.Client | None = None,
         metrics: Observer | None = None,
+        policies: PoliciesProvider | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -39,6 +42,7 @@ class Deps:
             "publisher": publisher,
             "http": http,
             "metrics": metrics,
+            "policies": policies,
         }
         for name, value in overrides.items():
             if value is not None:
@@ -57,6 +61,25 @@ class Deps:
         from shared.knative import KnativeServing, api_client
 
         return KnativeServing(api_client(self.settings.kube_server, self.settings.kube_ca_data))
+
+    @cached_property
+    def policies(self) -> PoliciesProvider:
+        """Istio security policies (endpoint auth) through the Kubernetes API, or none."""
+        if self.settings.policies_provider == "none":
+            from shared.policies import NoPolicies
+
+            return NoPolicies()
+        from shared.istio import IstioPolicies
+        from shared.knative import api_client
+
+        return IstioPolicies(api_client(self.settings.kube_server, self.settings.kube_ca_data))
+
+    @cached_property
+    def model_tokens(self) -> ModelTokens:
+        """The token hekaton's own requests to model APIs carry (validation, golden set, top-up)."""
+        from shared.auth.model_tokens import ModelTokens
+
+        return ModelTokens(self.settings)
 
     @cached_property
     def publisher(self) -> Publisher:

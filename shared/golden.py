@@ -27,7 +27,7 @@ import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -122,6 +122,7 @@ def replay_golden(
     *,
     ingress_url: str | None,
     timeout: float,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> GoldenResult:
     """Send the golden requests to both tag URLs (`golden.concurrency` at a time) and evaluate.
 
@@ -130,8 +131,11 @@ def replay_golden(
     """
     requests = golden.selected()
     per_request = golden.timeout_seconds or timeout
-    stable_target = target(stable_url, ingress_url)
-    candidate_target = target(candidate_url, ingress_url)
+    extra = dict(extra_headers or {})  # e.g. hekaton's token
+    stable_url_, stable_host = target(stable_url, ingress_url)
+    stable_target = (stable_url_, {**stable_host, **extra})
+    candidate_url_, candidate_host = target(candidate_url, ingress_url)
+    candidate_target = (candidate_url_, {**candidate_host, **extra})
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=golden.concurrency) as pool:
         futures = [

@@ -74,6 +74,28 @@ def _use_google_credentials(configuration: k8s.Configuration, ca_data: str | Non
         configuration.ssl_ca_cert = handle.name
 
 
+class Missing(Exception):
+    """The object (or its kind) does not exist."""
+
+
+def kube_call(what: str, fn: Any, *, missing_ok: bool = False, allow_conflict: bool = False) -> Any:
+    """Run one Kubernetes API call: 404 raises Missing (when `missing_ok`), 409/429/5xx and an
+    unreachable server are retryable, any other refusal permanent."""
+    metering.count(metering.KUBE_CALLS)
+    try:
+        return fn()
+    except ApiException as exc:
+        if exc.status == 404 and missing_ok:
+            raise Missing() from exc
+        if exc.status == 409 and allow_conflict:
+            raise RetryableError(f"{what}: created concurrently, will retry as an update") from exc
+        if exc.status in (409, 429) or (exc.status or 0) >= 500:
+            raise RetryableError(f"{what} failed ({exc.status} {exc.reason}); will retry") from exc
+        raise PermanentError(f"{what} was refused ({exc.status}): {_status_message(exc)}") from exc
+    except OSError as exc:  # connection refused/reset: the API server is unreachable
+        raise RetryableError(f"{what}: Kubernetes API unreachable ({exc})") from exc
+
+
 class KnativeServing:
     """Knative Services and Revisions via the Kubernetes API."""
 
@@ -159,7 +181,7 @@ class KnativeServing:
                 ),
                 missing_ok=True,
             )
-        except _Missing:
+        except Missing:
             return False
         return True
 
@@ -172,11 +194,11 @@ class KnativeServing:
                 ),
                 missing_ok=True,
             )
-        except _Missing:
+        except Missing:
             return  # no Istio security API in this cluster: nothing of ours to remove
         for item in found.get("items", []):
             policy = item["metadata"]["name"]
-            with contextlib.suppress(_Missing):  # deleted meanwhile
+            with contextlib.suppress(Missing):  # deleted meanwhile
                 self._call(
                     f"delete {plural} {namespace}/{policy}",
                     lambda policy=policy: self._objects.delete_namespaced_custom_object(
@@ -195,7 +217,7 @@ class KnativeServing:
                 ),
                 missing_ok=True,
             )
-        except _Missing:
+        except Missing:
             return None
 
     def _patch(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
@@ -206,31 +228,7 @@ class KnativeServing:
             ),
         )
 
-    @staticmethod
-    def _call(what: str, fn: Any, *, missing_ok: bool = False, allow_conflict: bool = False) -> Any:
-        metering.count(metering.KUBE_CALLS)
-        try:
-            return fn()
-        except ApiException as exc:
-            if exc.status == 404 and missing_ok:
-                raise _Missing() from exc
-            if exc.status == 409 and allow_conflict:
-                raise RetryableError(
-                    f"{what}: created concurrently, will retry as an update"
-                ) from exc
-            if exc.status in (409, 429) or (exc.status or 0) >= 500:
-                raise RetryableError(
-                    f"{what} failed ({exc.status} {exc.reason}); will retry"
-                ) from exc
-            raise PermanentError(
-                f"{what} was refused ({exc.status}): {_status_message(exc)}"
-            ) from exc
-        except OSError as exc:  # connection refused/reset: the API server is unreachable
-            raise RetryableError(f"{what}: Kubernetes API unreachable ({exc})") from exc
-
-
-class _Missing(Exception):
-    pass
+    _call = staticmethod(kube_call)
 
 
 def _status_message(exc: ApiException) -> str:

@@ -8,10 +8,11 @@ from typing import Any
 from events.artifact_registry import RegistryAction, RegistryEvent, split_image
 from events.errors import MalformedEvent
 from events.pubsub import PubSubMessage
+from shared.auth_spec import check_jwks, fetch_jwks
 from shared.commands import CommandRequest, Refused
 from shared.deps import Deps
 from shared.registry import register
-from shared.spec import SpecError, parse_spec
+from shared.spec import ServiceSpec, SpecError, parse_spec
 from shared.steps import ingest
 from shared.steps.command_acts import rollout_acts
 from shared.steps.commands import run_command
@@ -25,6 +26,8 @@ def put_service(
         spec = parse_spec(spec_doc, origin="spec")
     except SpecError as exc:
         raise Refused("invalid", str(exc)) from None
+    if spec.auth is not None:
+        spec = _checked_auth(spec)
     ref = None
     if image is not None:
         try:
@@ -58,6 +61,14 @@ def put_service(
         answer["rollout_id"] = report.started[0] if report.started else None
         answer["ignored"] = report.ignored
     return answer
+
+
+def _checked_auth(spec: ServiceSpec) -> ServiceSpec:
+    """Fetch the auth section's JWKS URIs (embedding file paths); refuse naming the field."""
+    document, problems = check_jwks(spec.to_document(), fetch_jwks)
+    if problems:
+        raise Refused("invalid", "spec is invalid:\n" + "\n".join(f"  {p}" for p in problems))
+    return parse_spec(document, origin="spec")
 
 
 def delete_service(

@@ -36,6 +36,8 @@ class Settings(BaseModel):
     log_format: str = Field(default="json", pattern="^(json|text)$")
     # Where metric analysis queries: a Prometheus query API, or no backend at all (no evidence).
     metrics_provider: Literal["prometheus", "none"] = "prometheus"
+    # Where a spec's `auth:` is enforced: Istio security policies, or nowhere (auth refused).
+    policies_provider: Literal["istio", "none"] = "istio"
     # Base URL of the Prometheus HTTP API (…/api/v1/query is appended); required for `prometheus`.
     prometheus_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     # Which Istio metric labels carry the Knative revision and service (depends on the mesh set-up).
@@ -53,6 +55,14 @@ class Settings(BaseModel):
     auth_jwks: str = "https://www.googleapis.com/oauth2/v3/certs"
     auth_audiences: tuple[str, ...] = ()
     allowed_principals: tuple[str, ...] = ()
+
+    # The token hekaton's own requests to model APIs carry (validation, golden set, top-up):
+    # none; a Google ID token of the function's service account (GCP); or one minted with this
+    # RS256 key (PEM path; a `kid` file beside it names the key), issuer and subject (local stack).
+    model_token: Literal["none", "google", "key"] = "none"
+    model_token_key: str | None = None
+    model_token_issuer: str = "hekaton-local"
+    model_token_subject: str = "hekaton@hekaton.local"
 
     @field_validator("auth_audiences", "allowed_principals", mode="before")
     @classmethod
@@ -79,6 +89,7 @@ class Settings(BaseModel):
             "log_format": "HEKATON_LOG_FORMAT",
             "metrics_provider": "HEKATON_METRICS_PROVIDER",
             "prometheus_url": "HEKATON_PROMETHEUS_URL",
+            "policies_provider": "HEKATON_POLICIES_PROVIDER",
             "metrics_revision_label": "HEKATON_METRICS_REVISION_LABEL",
             "metrics_service_label": "HEKATON_METRICS_SERVICE_LABEL",
             "metrics_timeout_seconds": "HEKATON_METRICS_TIMEOUT_SECONDS",
@@ -86,6 +97,10 @@ class Settings(BaseModel):
             "auth_jwks": "HEKATON_AUTH_JWKS",
             "auth_audiences": "HEKATON_AUTH_AUDIENCES",
             "allowed_principals": "HEKATON_ALLOWED_PRINCIPALS",
+            "model_token": "HEKATON_MODEL_TOKEN",
+            "model_token_key": "HEKATON_MODEL_TOKEN_KEY",
+            "model_token_issuer": "HEKATON_MODEL_TOKEN_ISSUER",
+            "model_token_subject": "HEKATON_MODEL_TOKEN_SUBJECT",
         }
         for field, variable in optional.items():
             if env.get(variable):

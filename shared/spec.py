@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.analysis.section import AnalysisSpec
 from shared.approval_spec import ApprovalSpec
 from shared.scaling_spec import EnvValue, Resources, Scaling, check_env, move_top_level_scale
+from shared.auth_spec import AuthSpec
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -324,6 +325,7 @@ class ServiceSpec(BaseModel):
     validation: Validation = Field(default_factory=Validation)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
+    auth: AuthSpec | None = None  # endpoint auth (Istio policies); None: open
 
     @field_validator("name", "namespace")
     @classmethod

@@ -7,6 +7,7 @@ service's golden-set requests when it has them (user-like by construction), else
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,11 +48,13 @@ def send_top_up(
     ingress_url: str | None,
     timeout: float,
     offset: int = 0,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> TopUpReport:
     """Send `count` requests (cycling through `requests` from `offset`) to the revision at `url`."""
     if not requests or count <= 0:
         return TopUpReport(0, 0, {})
     connect_to, host_header = target(url, ingress_url)
+    host_header = {**host_header, **(extra_headers or {})}  # e.g. hekaton's token
     statuses: dict[str, int] = {}
     unanswered = 0
     for index in range(count):

@@ -80,9 +80,11 @@ def run_checks(
     *,
     ingress_url: str | None,
     timeout: float,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> list[CheckResult]:
     """Send every smoke request (bodies as `SmokeRequest.body()` encodes them) and judge each response."""
     connect_to, host_header = target(base_url, ingress_url)
+    host_header = {**host_header, **(extra_headers or {})}  # e.g. hekaton's token
     results = []
     for smoke in requests:
         body = smoke.body()

@@ -28,6 +28,7 @@ from shared.errors import PermanentError, PreconditionFailed
 from shared.metrics.fake import FakeProvider, IstioTraffic
 from shared.metrics.observers import IstioObserver, Measurement
 from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
+from shared.policies import FakePolicies
 from shared.publisher import Publisher
 from shared.registry import register
 from shared.serving import (
@@ -932,6 +933,7 @@ class World:
             clock=clock,
             http=serving.http_client(),
             metrics=users,
+            policies=FakePolicies(),
         )
         return cls(clock, chosen, serving, publisher, deps, users)
 

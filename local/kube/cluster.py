@@ -62,6 +62,11 @@ class LocalCluster:
         self._api = ApiServer(self.registry, host, port, max_body_bytes)
         self._collector = GarbageCollector(self.registry)
         self._controller = KnativeController(self.registry, runtime, router, domain)
+        self._policies: Any = None
+        if self._gateway is not None:
+            from local.kube.mesh_auth import PolicyWatcher
+
+            self._policies = PolicyWatcher(self.store, self._gateway.auth)
         self._started = False
 
     @property
@@ -84,6 +89,8 @@ class LocalCluster:
             self._api.start()
             self._collector.start()
             self._controller.start()
+            if self._policies is not None:
+                self._policies.start()
         except BaseException:
             self.stop()
             raise
@@ -93,6 +100,8 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop everything and every revision process; safe to call twice."""
+        if self._policies is not None:
+            self._policies.stop()
         self._controller.stop()
         self._collector.stop()
         self._api.stop()

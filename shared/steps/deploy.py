@@ -46,6 +46,8 @@ def act(ctx: StepContext) -> Plan:
             stable = None
     staged = rollout.evolve(stable_revision=stable, traffic_percent=0)
     try:
+        # Endpoint auth first, so the new revision never serves without it.
+        deps.policies.apply(rollout.namespace, rollout.service, spec.auth)
         if deps.serving.revision_exists(rollout.namespace, rollout.revision):
             # Same digest as an earlier revision: Knative refuses a BYO name twice, reuse the revision.
             deps.serving.set_traffic(rollout.namespace, rollout.service, desired_traffic(staged))

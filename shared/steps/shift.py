@@ -136,6 +136,7 @@ def _top_up(ctx: StepContext, analysis: AnalysisSpec, evaluation: Evaluation) ->
         ingress_url=ctx.deps.settings.ingress_url,
         timeout=spec.validation.timeout_seconds,
         offset=evaluation.state.top_up_sent,
+        extra_headers=ctx.deps.model_tokens.headers(spec.auth),
     )
     last = {**(evaluation.state.last or {}), "top_up": report.as_dict()}
     return replace(

@@ -71,6 +71,7 @@ def act(ctx: StepContext) -> Plan | None:
         validation.requests,
         ingress_url=deps.settings.ingress_url,
         timeout=validation.timeout_seconds,
+        extra_headers=deps.model_tokens.headers(ctx.spec.auth if ctx.spec else None),
     )
     smoke = decide(results, started_at=started, now=now, attempt=attempt, validation=validation)
     values: dict[str, Any] = {
@@ -155,6 +156,7 @@ def _golden(
         golden,
         ingress_url=ctx.deps.settings.ingress_url,
         timeout=spec.validation.timeout_seconds,
+        extra_headers=ctx.deps.model_tokens.headers(spec.auth),
     )
     values["golden"] = result.values()
     thresholds["golden"] = result.thresholds()

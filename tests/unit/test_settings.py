@@ -40,6 +40,11 @@ def test_every_variable_is_read() -> None:
             "HEKATON_AUTH_JWKS": "/tmp/jwks.json",
             "HEKATON_AUTH_AUDIENCES": "https://a.run.app, https://b.run.app",
             "HEKATON_ALLOWED_PRINCIPALS": "*@example.com,ops@x.org",
+            "HEKATON_POLICIES_PROVIDER": "none",
+            "HEKATON_MODEL_TOKEN": "key",
+            "HEKATON_MODEL_TOKEN_KEY": "/tmp/signing-key.pem",
+            "HEKATON_MODEL_TOKEN_ISSUER": "me",
+            "HEKATON_MODEL_TOKEN_SUBJECT": "bot@me",
         }
     )
     assert settings == Settings(
@@ -61,6 +66,11 @@ def test_every_variable_is_read() -> None:
         auth_jwks="/tmp/jwks.json",
         auth_audiences=("https://a.run.app", "https://b.run.app"),
         allowed_principals=("*@example.com", "ops@x.org"),
+        policies_provider="none",
+        model_token="key",
+        model_token_key="/tmp/signing-key.pem",
+        model_token_issuer="me",
+        model_token_subject="bot@me",
     )
     # Every field was set from its variable (a new field without a variable would keep its default).
     defaults = Settings(project="default")

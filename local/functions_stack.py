@@ -60,6 +60,11 @@ def function_env(ctx: StackContext) -> dict[str, str]:
         env["HEKATON_AUTH_JWKS"] = ctx.exports["auth_jwks"]
         env["HEKATON_AUTH_AUDIENCES"] = ctx.exports["auth_audience"]
         env["HEKATON_ALLOWED_PRINCIPALS"] = ctx.exports["allowed_principals"]
+    # The webhook sink posts nowhere unless the developer's environment names a webhook (a secret:
+    # passed through, never written to stack.json or a log).
+    webhook = os.environ.get("HEKATON_NOTIFY_WEBHOOK_URL", "").strip()
+    if webhook:
+        env["HEKATON_NOTIFY_WEBHOOK_URL"] = webhook
     if "gateway_url" in ctx.exports:
         # Tag URLs like http://candidate-iris.models.example.com are reached through the gateway.
         env["HEKATON_INGRESS_URL"] = ctx.exports["gateway_url"]

@@ -10,6 +10,7 @@ nothing it does delays or blocks a rollout.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -34,6 +35,8 @@ BACKOFF_SECONDS = (0.2, 0.5)
 REMEMBERED_IDS = 1000  # events this instance already delivered (redeliveries are not re-posted)
 
 log = get_logger(FUNCTION)
+# httpx logs every request's full URL at INFO: the webhook's URL is the secret.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def webhook_label(url: str) -> str:

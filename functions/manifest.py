@@ -12,6 +12,7 @@ from events.steps import (
     TICK_TOPIC,
     StepType,
 )
+from events.transitions import EVENTS_TOPIC
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ FUNCTIONS: tuple[FunctionDef, ...] = (
     FunctionDef("promote", "functions/promote.py", "promote", STEP_TOPICS[StepType.PROMOTE]),
     FunctionDef("tick", "functions/tick.py", "tick", TICK_TOPIC),
     FunctionDef("rollback", "functions/rollback.py", "rollback", ROLLBACK_TOPIC),
+    # The optional webhook sink of the transition events (does nothing without its URL).
+    FunctionDef("notify", "functions/notify.py", "notify", EVENTS_TOPIC),
     FunctionDef("status", "functions/status.py", "status"),
     FunctionDef("control", "functions/control.py", "control"),
 )

@@ -73,6 +73,11 @@ def function_env(ctx: StackContext) -> dict[str, str]:
         # (issuer hekaton-local, subject hekaton@hekaton.local).
         env["HEKATON_MODEL_TOKEN"] = "key"
         env["HEKATON_MODEL_TOKEN_KEY"] = str(Path(ctx.exports["auth_jwks"]).parent / PRIVATE_KEY)
+    # The webhook sink posts nowhere unless the developer's environment names a webhook (a secret:
+    # passed through, never written to stack.json or a log).
+    webhook = os.environ.get("HEKATON_NOTIFY_WEBHOOK_URL", "").strip()
+    if webhook:
+        env["HEKATON_NOTIFY_WEBHOOK_URL"] = webhook
     if "gateway_url" in ctx.exports:
         # Tag URLs like http://candidate-iris.models.example.com are reached through the gateway.
         env["HEKATON_INGRESS_URL"] = ctx.exports["gateway_url"]

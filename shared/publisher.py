@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from events.steps import StepEvent
+from events.transitions import EVENTS_TOPIC, TRANSITION_TYPE, TransitionEvent
 from shared import metering
 
 
@@ -13,6 +14,10 @@ class Publisher(Protocol):
 
     def publish_step(self, event: StepEvent, *, source: str) -> str:
         """Publish and wait for the server's ack; return the message id."""
+        ...
+
+    def publish_transition(self, event: TransitionEvent) -> str:
+        """Publish a notification on `hekaton-events`; return the message id."""
         ...
 
 
@@ -38,10 +43,26 @@ class PubSubPublisher:
             {"ce-type": event.type.value, "rollout": event.rollout_id, "service": event.service},
         )
 
-    def publish_raw(self, topic: str, data: bytes, attributes: dict[str, str] | None = None) -> str:
+    def publish_transition(self, event: TransitionEvent) -> str:
+        """Publish a notification on `hekaton-events` (a short wait: a notification never holds a step)."""
+        return self.publish_raw(
+            EVENTS_TOPIC,
+            event.to_json(),
+            {"ce-type": TRANSITION_TYPE, "ce-id": event.id, "rollout": event.rollout_id},
+            timeout=10,
+        )
+
+    def publish_raw(
+        self,
+        topic: str,
+        data: bytes,
+        attributes: dict[str, str] | None = None,
+        *,
+        timeout: float = 30,
+    ) -> str:
         """Publish bytes to a topic of this project and wait for the ack."""
         metering.count(metering.MESSAGES_PUBLISHED)
         future = self._client.publish(
             self._client.topic_path(self._project, topic), data, **(attributes or {})
         )
-        return str(future.result(timeout=30))
+        return str(future.result(timeout=timeout))

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.analysis.section import AnalysisSpec
 from shared.approval_spec import ApprovalSpec
-from shared.scaling_spec import EnvValue, Resources, Scaling, check_env, move_top_level_scale
 from shared.auth_spec import AuthSpec
+from shared.scaling_spec import EnvValue, Resources, Scaling, check_env, move_top_level_scale
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 

@@ -22,6 +22,7 @@ import httpx
 
 from events.pubsub import PubSubMessage
 from events.steps import REGISTRY_TOPIC, STEP_TOPICS, StepEvent, StepType, parse_step_event
+from events.transitions import TransitionEvent, parse_transition
 from shared.clock import Clock, FakeClock
 from shared.deps import Deps
 from shared.errors import PermanentError, PreconditionFailed
@@ -627,6 +628,7 @@ class RecordingPublisher:
 
     def __init__(self) -> None:
         self.sent: list[Published] = []
+        self.transitions: list[TransitionEvent] = []  # notifications on hekaton-events, parsed back
         self._ids = itertools.count(1)
         self._failures: list[Exception] = []
 
@@ -644,6 +646,11 @@ class RecordingPublisher:
             Published(message_id, parse_step_event(body, expected=event.type), body, source)
         )
         return message_id
+
+    def publish_transition(self, event: TransitionEvent) -> str:
+        """Record a notification (serialised and parsed back, as a consumer would see it)."""
+        self.transitions.append(parse_transition(event.to_json()))
+        return f"event-{next(self._ids)}"
 
     def events(self, step: StepType | None = None) -> list[StepEvent]:
         """Every recorded event (of one type)."""

@@ -18,6 +18,7 @@ from shared.deps import Deps
 from shared.errors import PreconditionFailed
 from shared.idempotency import MAX_KEY, fingerprint, request_id
 from shared.model import Decision, RequestRecord, Rollout, ServiceRecord
+from shared.notifications import notify_committed
 from shared.phases import COMMANDS, Outcome, command_refusal
 from shared.spec import ServiceSpec
 from shared.steps.engine import (
@@ -144,6 +145,7 @@ def run_command(deps: Deps, request: CommandRequest, acts: dict[str, CommandAct]
             if plan.touched_traffic:
                 reconcile_traffic(deps, ctx.service.value.name)
             raise
+        notify_committed(deps, plan.change, source=SOURCE)
         for _rollout_id, decision in plan.change.decisions:
             if plan.rollout is not None:
                 log_decision(plan.rollout, decision)

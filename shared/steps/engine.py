@@ -11,6 +11,7 @@ from events.steps import StepEvent
 from shared.deps import Deps
 from shared.logs import get_logger
 from shared.model import Decision, Rollout, ServiceRecord
+from shared.notifications import notify_committed
 from shared.phases import (
     DEADLINE_OUTCOMES,
     HELD_PHASES,
@@ -235,7 +236,7 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
         if plan is None:
             return StepReport("waiting", rollout.id, rollout.phase.value, "not due yet")
         touched["traffic"] = touched["traffic"] or plan.touched_traffic
-        written = commit_plan(deps, plan, loaded.version, service)
+        written = commit_plan(deps, plan, loaded.version, service, source=source)
         published = publish_if_due(deps, written, cause=event.cause, source=source)
         next_rollout = written[0]
         log_decision(rollout, plan.decision)
@@ -253,11 +254,13 @@ def commit_plan(
     service: Versioned[ServiceRecord] | None,
     *,
     extra: Change | None = None,
+    source: str = "",
 ) -> tuple[Rollout, bool]:
     """Write a plan as one preconditioned Change (plus `extra`); (the rollout as written, due now).
 
     A rollout due now is marked emitted in the same write: the caller publishes its next step.
-    Raises PreconditionFailed when anything moved since it was read.
+    Raises PreconditionFailed when anything moved since it was read. Once written, its decisions
+    are published on `hekaton-events` (shared/notifications.py), before the next step is.
     """
     now = deps.clock.now()
     next_rollout = plan.rollout
@@ -271,6 +274,7 @@ def commit_plan(
     if plan.service is not None and service is not None:
         change.services.append((plan.service, service.version))
     deps.store.commit(change)
+    notify_committed(deps, change, source=source)
     return next_rollout, due
 
 
@@ -425,6 +429,7 @@ def run_birth(
             MUST_NOT_EXIST,
             loaded,
             extra=_birth_extra(context, plan),
+            source=source,
         )
         published = publish_if_due(deps, written, cause=cause, source=source)
         if plan.ended is not None:

@@ -9,6 +9,7 @@ from shared.deps import Deps
 from shared.errors import PreconditionFailed
 from shared.logs import get_logger
 from shared.model import Rollout
+from shared.notifications import republish_latest
 from shared.steps.engine import publish_next
 from shared.store import Change
 
@@ -47,6 +48,10 @@ def sweep(deps: Deps, cause: str) -> SweepReport:
             deps.store.commit(Change(rollouts=[(rollout.evolve(emitted_at=now), loaded.version)]))
         except PreconditionFailed:
             continue  # it moved meanwhile: whoever moved it published what comes next
+        if rollout.emitted_at and rollout.due_at and rollout.emitted_at >= rollout.due_at:
+            # Published once it was due, long ago: the event was lost, maybe by a crash right after
+            # the commit, before its notification went out too. Same id: a duplicate is harmless.
+            republish_latest(deps, rollout, source=SOURCE)
         publish_next(deps, rollout, cause=cause, source=SOURCE)
         report.emitted.append(rollout.id)
         log.info("re-emitted due step", extra={"rollout": rollout.id, "phase": rollout.phase.value})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from events.artifact_registry import parse_notification
 from events.errors import MalformedEvent
 from events.pubsub import PubSubMessage, parse_message
 from events.steps import StepEvent, StepType, parse_step_event
+from events.transitions import parse_transition
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 SOURCE = "//pubsub.googleapis.com/projects/acme-ml/topics/gcr"
@@ -33,20 +35,22 @@ def cases(folder: str) -> list[Any]:
     return params
 
 
-def decode(data: dict[str, Any], expected: dict[str, Any]) -> PubSubMessage | None:
+def decode(
+    data: dict[str, Any], expected: dict[str, Any], *, topic: str = "gcr"
+) -> PubSubMessage | None:
     """Decode the envelope, checking the message fields (or the envelope error) against `expected`."""
     if "envelope_error" in expected:
         with pytest.raises(MalformedEvent) as caught:
-            parse_message(data, source=SOURCE)
+            parse_message(data, source=SOURCE.replace("/gcr", f"/{topic}"))
         assert caught.value.reason == expected["envelope_error"]
         return None
-    message = parse_message(data, source=SOURCE)
+    message = parse_message(data, source=SOURCE.replace("/gcr", f"/{topic}"))
     assert {
         "message_id": message.message_id,
         "publish_time": message.publish_time,
         "attributes": message.attributes,
     } == expected["message"]
-    assert message.topic == "gcr"
+    assert message.topic == topic
     return message
 
 
@@ -109,3 +113,21 @@ def test_step_event_round_trip_fills_id_and_time() -> None:
         **{**event.as_dict(), "type": event.type, "id": parsed.id, "time": parsed.time}
     )
     assert json.loads(event.to_json("shift"))["source"] == "//hekaton.dev/functions/shift"
+
+
+@pytest.mark.parametrize(("data", "expected"), cases("transition_events"))
+def test_transition_event(data: dict[str, Any], expected: dict[str, Any]) -> None:
+    """hekaton-events messages parse to the golden transition (with its deterministic id), or fail
+    with the golden reason."""
+    message = decode(data, expected, topic="hekaton-events")
+    assert message is not None
+    if "error" in expected:
+        with pytest.raises(MalformedEvent) as caught:
+            parse_transition(message.data)
+        assert caught.value.reason == expected["error"]
+        return
+    event = parse_transition(message.data)
+    assert asdict(event) == expected["event"]
+    assert event.id == expected["id"]
+    # The schema is pinned: serialising the golden event gives exactly the golden body.
+    assert event.to_json() == base64.b64decode(data["message"]["data"])

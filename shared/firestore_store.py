@@ -9,7 +9,7 @@ from google.cloud import firestore
 
 from shared import metering
 from shared.errors import PermanentError, PreconditionFailed, RetryableError
-from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
+from shared.model import DeadLetter, Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
 from shared.store import MUST_NOT_EXIST, Change, Versioned
 
 SERVICES = "services"
@@ -17,6 +17,7 @@ ROLLOUTS = "rollouts"
 DECISIONS = "decisions"  # subcollection of each rollout: keeps the rollout document small
 IGNORED = "ignored"
 REQUESTS = "requests"  # operator requests, one document per idempotency key
+DEAD_LETTERS = "dead_letters"
 
 _TRANSIENT = (
     google_errors.ServiceUnavailable,
@@ -152,13 +153,17 @@ class FirestoreStore:
             ref = self._db.collection(REQUESTS).document(request.id)
             self._write(batch, ref, request.to_document(), MUST_NOT_EXIST)
         # Firestore bills every document in the batch, whether or not the commit succeeds.
-        metering.count(
-            metering.FIRESTORE_WRITES,
+        self._commit_batch(
+            batch,
             len(change.rollouts)
             + len(change.services)
             + len(change.decisions)
             + len(change.requests),
         )
+
+    def _commit_batch(self, batch: Any, documents: int) -> None:
+        """Commit a batch, mapping Firestore's answers to hekaton's error types."""
+        metering.count(metering.FIRESTORE_WRITES, documents)
         try:
             batch.commit()
         except (
@@ -196,6 +201,34 @@ class FirestoreStore:
         """How many ignored messages are kept (one aggregation read)."""
         result = self._call(lambda: list(self._db.collection(IGNORED).count().get()))
         return int(result[0][0].value) if result and result[0] else 0
+
+    # dead letters -------------------------------------------------------------------------
+    def get_dead_letter(self, dead_letter_id: str) -> Versioned[DeadLetter] | None:
+        """One kept dead letter, or None."""
+        snap = self._call(self._db.collection(DEAD_LETTERS).document(dead_letter_id).get)
+        if not snap.exists:
+            return None
+        return Versioned(DeadLetter.from_document(_fields(snap)), snap.update_time)
+
+    def put_dead_letter(self, record: DeadLetter, expected: object | None) -> None:
+        """Create (expected=MUST_NOT_EXIST) or update (expected=version) one dead letter."""
+        batch = self._db.batch()
+        ref = self._db.collection(DEAD_LETTERS).document(record.id)
+        self._write(batch, ref, record.to_document(), expected)
+        self._commit_batch(batch, 1)
+
+    def list_dead_letters(self, limit: int = 50, after: str | None = None) -> list[DeadLetter]:
+        """Kept dead letters, newest first (those older than the one with id `after`)."""
+        collection = self._db.collection(DEAD_LETTERS)
+        query = collection.order_by("first_seen", direction=firestore.Query.DESCENDING)
+        if after is not None:
+            cursor = self._call(collection.document(after).get)
+            if not cursor.exists:
+                return []
+            query = query.start_after(cursor)
+        query = query.limit(limit)
+        snaps = self._call(lambda: list(query.stream()))
+        return [DeadLetter.from_document(_fields(s)) for s in snaps]
 
     # helpers ------------------------------------------------------------------------------
     def _write(self, batch: Any, ref: Any, data: dict[str, Any], expected: object | None) -> None:

@@ -219,3 +219,52 @@ class RequestRecord:
         values: dict[str, Any] = {k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc}
         values["result"] = dict(values.get("result") or {})
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One republication of a dead letter to its original topic: when, by whom, the new message id."""
+
+    at: datetime
+    principal: str
+    message_id: str
+    topic: str
+    forced: bool = False
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message Pub/Sub gave up on after the subscription's delivery attempts, kept for replay.
+
+    `data` is the whole original payload (what a replay republishes); `excerpt` is its bounded,
+    printable start for listings. `data` is None when the payload was too large to keep.
+    """
+
+    id: str
+    message_id: str  # of the dead letter (Pub/Sub gives the forwarded copy a new id)
+    source_subscription: str | None
+    original_topic: str | None  # from the subscription, via the manifest; None: not ours
+    attempts: int | None
+    first_seen: datetime
+    last_seen: datetime
+    attributes: dict[str, str] = field(default_factory=dict)  # the original's, as delivered
+    excerpt: str = ""
+    data: bytes | None = None
+    size: int = 0  # bytes of the original payload
+    published_at: str | None = None  # when the original was published to its topic
+    replay_of: str | None = None  # the dead letter this message was a replay of
+    replays: tuple[Replay, ...] = ()
+
+    def to_document(self) -> dict[str, Any]:
+        """Firestore document fields."""
+        doc = asdict(self)
+        doc["replays"] = [asdict(r) for r in self.replays]
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> DeadLetter:
+        """Build from a Firestore document."""
+        values: dict[str, Any] = {k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc}
+        values["attributes"] = {str(k): str(v) for k, v in (values.get("attributes") or {}).items()}
+        values["replays"] = tuple(Replay(**r) for r in values.get("replays") or ())
+        return cls(**values)

@@ -20,6 +20,17 @@ class Publisher(Protocol):
         """Publish a notification on `hekaton-events`; return the message id."""
         ...
 
+    def publish_raw(
+        self,
+        topic: str,
+        data: bytes,
+        attributes: dict[str, str] | None = None,
+        *,
+        timeout: float = 30,
+    ) -> str:
+        """Publish bytes with attributes to a topic of this project; return the message id."""
+        ...
+
 
 class PubSubPublisher:
     """google-cloud-pubsub publisher (honours PUBSUB_EMULATOR_HOST)."""

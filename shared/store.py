@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
+from shared.model import DeadLetter, Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
 
 T = TypeVar("T")
 
@@ -95,4 +95,16 @@ class Store(Protocol):
 
     def count_ignored(self) -> int:
         """How many ignored messages are kept."""
+        ...
+
+    def get_dead_letter(self, dead_letter_id: str) -> Versioned[DeadLetter] | None:
+        """One kept dead letter, or None."""
+        ...
+
+    def put_dead_letter(self, record: DeadLetter, expected: object | None) -> None:
+        """Create (expected=MUST_NOT_EXIST) or update (expected=version) one dead letter."""
+        ...
+
+    def list_dead_letters(self, limit: int = 50, after: str | None = None) -> list[DeadLetter]:
+        """Kept dead letters, newest first (those older than the one with id `after`)."""
         ...

@@ -28,7 +28,14 @@ from shared.deps import Deps
 from shared.errors import PermanentError, PreconditionFailed
 from shared.metrics.fake import FakeProvider, IstioTraffic
 from shared.metrics.observers import IstioObserver, Measurement
-from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
+from shared.model import (
+    DeadLetter,
+    Decision,
+    IgnoredEvent,
+    RequestRecord,
+    Rollout,
+    ServiceRecord,
+)
 from shared.policies import FakePolicies
 from shared.publisher import Publisher
 from shared.registry import register
@@ -66,6 +73,7 @@ class InMemoryStore:
         self._decisions: dict[str, dict[str, dict[str, Any]]] = {}
         self._ignored: dict[str, IgnoredEvent] = {}
         self._requests: dict[str, dict[str, Any]] = {}
+        self._dead_letters: dict[str, tuple[dict[str, Any], int]] = {}
         # Called with every non-empty Change before it is checked; raising aborts the commit (crash injection).
         self.before_commit: list[CommitHook] = []
         self.commits = 0
@@ -200,6 +208,33 @@ class InMemoryStore:
         """How many ignored messages are kept."""
         with self._lock:
             return len(self._ignored)
+
+    # dead letters --------------------------------------------------------------------------
+    def get_dead_letter(self, dead_letter_id: str) -> Versioned[DeadLetter] | None:
+        """One kept dead letter, or None."""
+        with self._lock:
+            found = self._dead_letters.get(dead_letter_id)
+            if found is None:
+                return None
+            return Versioned(DeadLetter.from_document(copy.deepcopy(found[0])), found[1])
+
+    def put_dead_letter(self, record: DeadLetter, expected: object | None) -> None:
+        """Create (expected=MUST_NOT_EXIST) or update (expected=version) one dead letter."""
+        with self._lock:
+            self._check(self._dead_letters, "dead letter", record.id, expected)
+            self._dead_letters[record.id] = (record.to_document(), next(self._versions))
+
+    def list_dead_letters(self, limit: int = 50, after: str | None = None) -> list[DeadLetter]:
+        """Kept dead letters, newest first (those older than the one with id `after`)."""
+        with self._lock:
+            records = [
+                DeadLetter.from_document(copy.deepcopy(d)) for d, _ in self._dead_letters.values()
+            ]
+        records.sort(key=lambda r: (r.first_seen, r.id), reverse=True)
+        if after is not None:
+            ids = [r.id for r in records]
+            records = records[ids.index(after) + 1 :] if after in ids else []
+        return records[:limit]
 
     # helpers -------------------------------------------------------------------------------
     def _check(
@@ -629,6 +664,7 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.sent: list[Published] = []
         self.transitions: list[TransitionEvent] = []  # notifications on hekaton-events, parsed back
+        self.raw: list[tuple[str, bytes, dict[str, str], str]] = []  # (topic, data, attributes, id)
         self._ids = itertools.count(1)
         self._failures: list[Exception] = []
 
@@ -651,6 +687,21 @@ class RecordingPublisher:
         """Record a notification (serialised and parsed back, as a consumer would see it)."""
         self.transitions.append(parse_transition(event.to_json()))
         return f"event-{next(self._ids)}"
+
+    def publish_raw(
+        self,
+        topic: str,
+        data: bytes,
+        attributes: dict[str, str] | None = None,
+        *,
+        timeout: float = 30,
+    ) -> str:
+        """Record a message published as it is (a dead letter's replay); return its id."""
+        if self._failures:
+            raise self._failures.pop(0)
+        message_id = f"raw-{next(self._ids)}"
+        self.raw.append((topic, data, dict(attributes or {}), message_id))
+        return message_id
 
     def events(self, step: StepType | None = None) -> list[StepEvent]:
         """Every recorded event (of one type)."""

@@ -119,6 +119,8 @@ while IFS=$'\t' read -r kind name source entry topic; do
   else
     # --retry: a raised (retryable) error makes Pub/Sub redeliver; dead-lettering below bounds it.
     run "${common[@]}" --trigger-topic "$topic" --retry --trigger-service-account "$SA"
+    # The dead-letter recorder's own subscription retries; it never dead-letters into itself.
+    if [[ "$topic" == "hekaton-dead-letter" ]]; then continue; fi
     if [[ $DRY_RUN -eq 1 ]]; then
       sub="<eventarc subscription of hekaton-$name>"
     else

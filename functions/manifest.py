@@ -29,6 +29,11 @@ class FunctionDef:
         """True for HTTP-triggered functions."""
         return self.trigger_topic is None
 
+    @property
+    def dead_letters(self) -> bool:
+        """True when the function's subscription dead-letters (all but the dead-letter recorder's)."""
+        return self.trigger_topic not in (None, DEAD_LETTER_TOPIC)
+
 
 FUNCTIONS: tuple[FunctionDef, ...] = (
     FunctionDef("ingest", "functions/ingest.py", "ingest", REGISTRY_TOPIC),
@@ -43,12 +48,34 @@ FUNCTIONS: tuple[FunctionDef, ...] = (
     FunctionDef("rollback", "functions/rollback.py", "rollback", ROLLBACK_TOPIC),
     # The optional webhook sink of the transition events (does nothing without its URL).
     FunctionDef("notify", "functions/notify.py", "notify", EVENTS_TOPIC),
+    # Keeps every dead letter in Firestore for `hekaton dlq list` and `hekaton dlq replay`.
+    FunctionDef("dead-letter", "functions/dead_letter.py", "dead_letter", DEAD_LETTER_TOPIC),
     FunctionDef("status", "functions/status.py", "status"),
     FunctionDef("control", "functions/control.py", "control"),
 )
 
 # Topics that exist without a function of ours publishing to them first.
 EXTRA_TOPICS: tuple[str, ...] = (DEAD_LETTER_TOPIC,)
+
+
+def topic_for_subscription(subscription: str | None) -> str | None:
+    """The trigger topic of the function a subscription feeds, or None when it feeds none of ours.
+
+    Local push subscriptions are `hekaton-<function>-push`; Eventarc's in GCP are
+    `eventarc-<region>-hekaton-<function>-<n>-sub-<n>`: both hold `hekaton-<function>-`.
+    """
+    if not subscription:
+        return None
+    name = subscription.rsplit("/", 1)[-1]
+    matches = [
+        f
+        for f in FUNCTIONS
+        if f.dead_letters
+        and (name.startswith(f"hekaton-{f.name}-") or f"-hekaton-{f.name}-" in name)
+    ]
+    # The longest function name wins, should one name ever be a prefix of another.
+    best = max(matches, key=lambda f: len(f.name), default=None)
+    return best.trigger_topic if best else None
 
 
 def topics() -> list[str]:

@@ -37,6 +37,7 @@ def wire(
     endpoints: Mapping[str, str],
     *,
     min_backoff_seconds: float = 1.0,
+    max_delivery_attempts: int = MAX_DELIVERY_ATTEMPTS,
 ) -> list[str]:
     """Create every topic and a push subscription per event function; idempotent. Returns created names."""
     from google.api_core import exceptions as google_errors
@@ -55,7 +56,7 @@ def wire(
                 except google_errors.AlreadyExists:
                     pass
             dead_letter = publisher.topic_path(project, DEAD_LETTER_TOPIC)
-            # Keep dead letters readable: `hekaton dead-letters` pulls from here.
+            # A pull inbox beside the recorder: dead letters stay readable with gcloud even without it.
             with suppress(google_errors.AlreadyExists):
                 subscriber.create_subscription(
                     name=subscriber.subscription_path(project, "hekaton-dead-letter-inbox"),
@@ -72,10 +73,6 @@ def wire(
                     # functions-framework reads the topic from this path, as it appears in production.
                     "push_config": {"push_endpoint": f"{base}/{topic_path}"},
                     "ack_deadline_seconds": 60,
-                    "dead_letter_policy": {
-                        "dead_letter_topic": dead_letter,
-                        "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
-                    },
                     "retry_policy": {
                         "minimum_backoff": duration_pb2.Duration(
                             nanos=int(min_backoff_seconds * 1e9) % 10**9,
@@ -84,6 +81,11 @@ def wire(
                         "maximum_backoff": duration_pb2.Duration(seconds=10),
                     },
                 }
+                if function.dead_letters:  # the recorder's own letters retry, never loop back
+                    request["dead_letter_policy"] = {
+                        "dead_letter_topic": dead_letter,
+                        "max_delivery_attempts": max_delivery_attempts,
+                    }
                 try:
                     subscriber.create_subscription(request=request)
                     created.append(request["name"])

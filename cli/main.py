@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "cli.demo",  # demo
     "cli.load_commands",  # load
     "cli.dashboard_commands",  # dashboard
+    "cli.dlq_commands",  # dlq list, dlq replay
 )
 
 

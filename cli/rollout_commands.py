@@ -438,7 +438,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0 if ended["phase"] == "PROMOTED" else 1
 
 
-def _pages(target: Target, path: str, key: str, limit: int) -> list[dict[str, Any]]:
+def fetch_pages(target: Target, path: str, key: str, limit: int) -> list[dict[str, Any]]:
     """Up to `limit` items of a paginated list, following its cursors."""
     items: list[dict[str, Any]] = []
     cursor = ""
@@ -452,7 +452,7 @@ def _pages(target: Target, path: str, key: str, limit: int) -> list[dict[str, An
 
 
 def _cmd_services(args: argparse.Namespace) -> int:
-    items = _pages(resolve(), "/services", "services", args.limit)
+    items = fetch_pages(resolve(), "/services", "services", args.limit)
     lines = [
         f"{s['service']:<24} {s['namespace']:<12} {s['stable_revision'] or '-':<32} "
         f"{'deleted' if s.get('deleted_at') else (s['active_rollout_id'] or '')}".rstrip()
@@ -463,7 +463,7 @@ def _cmd_services(args: argparse.Namespace) -> int:
 
 
 def _cmd_ignored(args: argparse.Namespace) -> int:
-    items = _pages(resolve(), "/ignored", "ignored", args.limit)
+    items = fetch_pages(resolve(), "/ignored", "ignored", args.limit)
     lines = [f"{(e['at'] or '')[:19]}  {e['function']:<9} {one_line(e['reason'])}" for e in items]
     emit(args, items, "\n".join(lines) or "nothing ignored")
     return 0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from shared.errors import NotFound
-from shared.model import Decision, IgnoredEvent, Rollout
+from shared.model import DeadLetter, Decision, IgnoredEvent, Replay, Rollout
 from shared.serving import ServingProvider
 from shared.store import Store
 
@@ -130,3 +131,28 @@ def list_services(
 def ignored_view(event: IgnoredEvent) -> dict[str, Any]:
     """An ignored message as JSON."""
     return {**event.to_document(), "id": event.id, "at": _time(event.at)}
+
+
+def replay_view(replay: Replay) -> dict[str, Any]:
+    """A dead letter's replay as JSON."""
+    return {**asdict(replay), "at": replay.at.isoformat()}
+
+
+def dead_letter_view(record: DeadLetter) -> dict[str, Any]:
+    """A dead letter as JSON: its bounded excerpt, never the whole payload."""
+    return {
+        "id": record.id,
+        "message_id": record.message_id,
+        "source_subscription": record.source_subscription,
+        "original_topic": record.original_topic,
+        "attempts": record.attempts,
+        "first_seen": record.first_seen.isoformat(),
+        "last_seen": record.last_seen.isoformat(),
+        "attributes": record.attributes,
+        "excerpt": record.excerpt,
+        "size": record.size,
+        "replayable": record.data is not None and record.original_topic is not None,
+        "published_at": record.published_at,
+        "replay_of": record.replay_of,
+        "replays": [replay_view(r) for r in record.replays],
+    }

@@ -9,18 +9,21 @@ from shared.api import read
 from shared.api.http import (
     ApiRequest,
     ApiResponse,
+    dead_letter_ref,
     json_body,
     rollout_ref,
     service_name,
     text_field,
 )
-from shared.api.views import CommandAnswer, ServiceAnswer, dump
+from shared.api.views import CommandAnswer, ReplayAnswer, ServiceAnswer, dump
 from shared.auth.tokens import Principal
 from shared.commands import MAX_REASON, ROLLOUT_COMMANDS, CommandRequest, Refused, bounded
+from shared.dead_letters import replay
 from shared.deps import Deps
 from shared.errors import NotFound
 from shared.idempotency import MAX_KEY
 from shared.ignoring import record_ignored
+from shared.queries import dead_letter_view, replay_view
 from shared.services_admin import delete_service, put_service
 from shared.steps.command_acts import rollout_acts
 from shared.steps.commands import run_command
@@ -85,9 +88,22 @@ def _route(deps: Deps, request: ApiRequest, who: Principal, key: str) -> ApiResp
     if len(parts) == 3 and method == "POST" and parts[0] == "rollouts" and parts[2] in STEERING:
         rid = rollout_ref(parts[1])
         return _command(deps, who, key, parts[2], _steer_body(request), rollout_id=rid)
+    if len(parts) == 3 and method == "POST" and parts[0] == "dead-letters" and parts[2] == "replay":
+        return _replay(
+            deps, who, dead_letter_ref(parts[1]), json_body(request, frozenset({"force"}))
+        )
     raise NotFound(
         f"no route {method} {request.path[:200]!r}; see /openapi.json for the control API"
     )
+
+
+def _replay(deps: Deps, who: Principal, dead_letter: str, body: dict[str, Any]) -> ApiResponse:
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise Refused("invalid", "'force' must be true or false")
+    record, done = replay(deps, dead_letter, principal=who.name, force=force)
+    answer = {"replay": replay_view(done), "dead_letter": dead_letter_view(record)}
+    return ApiResponse(200, dump(ReplayAnswer, answer))
 
 
 def _steer_body(request: ApiRequest) -> dict[str, Any]:

@@ -14,6 +14,7 @@ MAX_DEPTH = 32  # nesting of a JSON body
 MAX_STRING = 64 * 1024  # characters of any one string in a body
 _SERVICE = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
 _ROLLOUT = re.compile(r"[a-z0-9]([-a-z0-9]{0,98}[a-z0-9])?")
+_DEAD_LETTER = re.compile(r"dl-[0-9A-Za-z_-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,13 @@ def rollout_ref(text: str) -> str:
     """A path segment that can be a rollout id; 404 otherwise, nothing looked up."""
     if not _ROLLOUT.fullmatch(text):
         raise Refused("not_found", f"{text[:80]!r} is not a rollout id")
+    return text
+
+
+def dead_letter_ref(text: str) -> str:
+    """A path segment that can be a dead letter's id; 404 otherwise, nothing looked up."""
+    if not _DEAD_LETTER.fullmatch(text):
+        raise Refused("not_found", f"{text[:80]!r} is not a dead letter id (they look like dl-…)")
     return text
 
 

@@ -16,6 +16,9 @@ _MODELS = (
     views.RolloutDetail,
     views.DecisionPage,
     views.IgnoredPage,
+    views.DeadLetterPage,
+    views.DeadLetterItem,
+    views.ReplayAnswer,
     views.CommandAnswer,
     views.ServiceAnswer,
     views.ErrorBody,
@@ -71,6 +74,7 @@ def _param(name: str, where: str, text: str, kind: str = "string") -> dict[str, 
 
 NAME = _param("name", "path", "service name")
 RID = _param("id", "path", "rollout id")
+DLID = _param("id", "path", "dead letter id (dl-…)")
 PAGE = [
     _param("limit", "query", "items per page (1-100, default 20)", "integer"),
     _param("cursor", "query", "next_cursor of the previous page"),
@@ -118,6 +122,16 @@ def document(api: str) -> dict[str, Any]:
                     params=PAGE,
                 )
             },
+            "/dead-letters": {
+                "get": _op(
+                    "messages Pub/Sub dead-lettered, newest first, with their replays",
+                    "DeadLetterPage",
+                    params=PAGE,
+                )
+            },
+            "/dead-letters/{id}": {
+                "get": _op("one dead letter", "DeadLetterItem", params=[DLID]),
+            },
         }
         title = "hekaton read API"
     else:
@@ -158,6 +172,14 @@ def document(api: str) -> dict[str, Any]:
                     )
                 }
                 for c in ("abort", "promote", "pause", "resume", "approve")
+            },
+            "/dead-letters/{id}/replay": {
+                "post": _op(
+                    "republish a dead letter to its original topic (409 if replayed, unless force)",
+                    "ReplayAnswer",
+                    body="{'force'?: bool}",
+                    params=[DLID, KEY],
+                )
             },
             **{
                 f"/rollouts/{{id}}/{c}": {

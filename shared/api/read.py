@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from shared import queries
-from shared.api.http import ApiRequest, ApiResponse, error, int_param, rollout_ref, service_name
+from shared.api.http import (
+    ApiRequest,
+    ApiResponse,
+    dead_letter_ref,
+    error,
+    int_param,
+    rollout_ref,
+    service_name,
+)
 from shared.api.pages import next_cursor, window
 from shared.api.views import (
+    DeadLetterItem,
+    DeadLetterPage,
     DecisionPage,
     IgnoredPage,
     RolloutDetail,
@@ -27,6 +37,8 @@ PATHS = (
     "/rollouts/ID",
     "/rollouts/ID/decisions",
     "/ignored",
+    "/dead-letters",
+    "/dead-letters/ID",
     "/openapi.json",
 )
 MAX_SEQ = 1_000_000
@@ -79,4 +91,17 @@ def routes(deps: Deps, request: ApiRequest, principal: Principal) -> ApiResponse
             "next_cursor": next_cursor([e.id for e in events], limit),
         }
         return ApiResponse(200, dump(IgnoredPage, page))
+    if parts == ["dead-letters"]:
+        limit, after = window(request)
+        records = deps.store.list_dead_letters(limit=limit, after=after)
+        page = {
+            "dead_letters": [queries.dead_letter_view(r) for r in records],
+            "next_cursor": next_cursor([r.id for r in records], limit),
+        }
+        return ApiResponse(200, dump(DeadLetterPage, page))
+    if len(parts) == 2 and parts[0] == "dead-letters":
+        found = deps.store.get_dead_letter(dead_letter_ref(parts[1]))
+        if found is None:
+            raise NotFound(f"no dead letter {parts[1]!r}")
+        return ApiResponse(200, dump(DeadLetterItem, queries.dead_letter_view(found.value)))
     raise NotFound(f"no such path {request.path[:200]!r}; paths: {', '.join(PATHS)}")

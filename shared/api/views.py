@@ -137,6 +137,49 @@ class IgnoredPage(_View):
     next_cursor: str | None
 
 
+class ReplayView(_View):
+    """One replay of a dead letter: when, by whom, to which topic, the new message id."""
+
+    at: str
+    principal: str
+    message_id: str
+    topic: str
+    forced: bool
+
+
+class DeadLetterItem(_View):
+    """A message Pub/Sub dead-lettered: from where, after how many attempts, and its replays."""
+
+    id: str
+    message_id: str
+    source_subscription: str | None
+    original_topic: str | None
+    attempts: int | None
+    first_seen: str
+    last_seen: str
+    attributes: dict[str, str]
+    excerpt: str
+    size: int
+    replayable: bool
+    published_at: str | None
+    replay_of: str | None
+    replays: list[ReplayView]
+
+
+class DeadLetterPage(_View):
+    """`GET /dead-letters`: newest first."""
+
+    dead_letters: list[DeadLetterItem]
+    next_cursor: str | None
+
+
+class ReplayAnswer(_View):
+    """`POST /dead-letters/ID/replay`: the replay just made, and the dead letter with its history."""
+
+    replay: ReplayView
+    dead_letter: DeadLetterItem
+
+
 class CommandAnswer(_View):
     """What a control request did (`status`: applied now, or `repeated` for a known request key)."""
 

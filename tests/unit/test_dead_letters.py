@@ -1,0 +1,209 @@
+"""Dead letters over fakes: one record per dead-lettered message, listed by the read API, replayed once."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cloudevents.http import CloudEvent
+
+from events.pubsub import PUBSUB_EVENT_TYPE
+from events.steps import DEAD_LETTER_TOPIC, STEP_TOPICS, StepType
+from functions._runtime import handle_pubsub
+from functions.control import public
+from functions.dead_letter import record
+from functions.manifest import FUNCTIONS, topic_for_subscription
+from shared.api import control
+from shared.api.http import ApiRequest
+from shared.api.serve import serve
+from shared.dead_letters import MAX_EXCERPT, MAX_KEPT_DATA, REPLAY_OF
+from tests.fakes import World
+from tests.tokens import Issuer
+
+BODY = b'{"rollout_id": "r-1", "step": "deploy"}'
+ORIGINAL = {"ce-type": "hekaton.step.deploy", "rollout": "r-1"}
+
+
+def dead_letter_event(
+    *,
+    message_id: str = "dl-msg-1",
+    data: bytes = BODY,
+    subscription: str = "projects/hekaton-test/subscriptions/hekaton-deploy-push",
+    attempts: int = 5,
+) -> CloudEvent:
+    """A message forwarded to the dead-letter topic, as Pub/Sub delivers it to the recorder."""
+    attributes = {
+        **ORIGINAL,
+        "CloudPubSubDeadLetterSourceSubscription": subscription,
+        "CloudPubSubDeadLetterSourceSubscriptionProject": "hekaton-test",
+        "CloudPubSubDeadLetterSourceDeliveryCount": str(attempts),
+        "CloudPubSubDeadLetterSourceTopicPublishTime": "2026-12-01T20:00:00.123Z",
+    }
+    envelope = {
+        "message": {
+            "data": base64.b64encode(data).decode(),
+            "messageId": message_id,
+            "attributes": attributes,
+        },
+        "subscription": "projects/hekaton-test/subscriptions/hekaton-dead-letter-push",
+    }
+    return CloudEvent(
+        {
+            "type": PUBSUB_EVENT_TYPE,
+            "source": f"//pubsub.googleapis.com/projects/hekaton-test/topics/{DEAD_LETTER_TOPIC}",
+            "id": message_id,
+            "specversion": "1.0",
+        },
+        envelope,
+    )
+
+
+class Api:
+    """Calls the read and control APIs as a principal."""
+
+    def __init__(self, world: World, issuer: Issuer) -> None:
+        self.world, self.issuer = world, issuer
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else b""
+        request = ApiRequest(method, path, {}, self.issuer.headers("ann@hekaton.local"), data)
+        response = serve(self.world.deps, request, control.routes, public)
+        return response.status, json.loads(response.encoded())
+
+
+@pytest.fixture
+def api(tmp_path: Any) -> Api:
+    issuer = Issuer.create(tmp_path)
+    return Api(World.create(**issuer.settings()), issuer)
+
+
+def deliver(world: World, event: CloudEvent) -> None:
+    handle_pubsub(event, "dead-letter", record, dependencies=world.deps)
+
+
+def test_a_dead_letter_is_kept_with_its_origin_attempts_and_excerpt(api: Api) -> None:
+    deliver(api.world, dead_letter_event())
+    [kept] = api.world.store.list_dead_letters()
+    assert kept.source_subscription == "hekaton-deploy-push"
+    assert kept.original_topic == STEP_TOPICS[StepType.DEPLOY]
+    assert kept.attempts == 5
+    assert kept.excerpt == BODY.decode()
+    assert kept.data == BODY
+    assert kept.published_at == "2026-12-01T20:00:00.123Z"
+    assert kept.attributes["rollout"] == "r-1"
+    assert kept.id.startswith("dl-") and "/" not in kept.id
+
+
+def test_redelivery_and_a_second_dead_lettering_make_one_record(api: Api) -> None:
+    world = api.world
+    deliver(world, dead_letter_event())
+    world.clock.advance(30)
+    deliver(world, dead_letter_event())  # the recorder's own redelivery
+    world.clock.advance(30)
+    deliver(world, dead_letter_event(message_id="dl-msg-2", attempts=6))  # dead-lettered twice
+    [kept] = world.store.list_dead_letters()
+    assert kept.last_seen - kept.first_seen == timedelta(seconds=60)
+    assert kept.attempts == 6
+
+
+def test_different_messages_make_different_records(api: Api) -> None:
+    deliver(api.world, dead_letter_event())
+    deliver(api.world, dead_letter_event(message_id="dl-msg-2", data=b'{"other": 1}'))
+    assert len(api.world.store.list_dead_letters()) == 2
+
+
+def test_a_huge_payload_is_kept_as_an_excerpt_and_refused_for_replay(api: Api) -> None:
+    deliver(api.world, dead_letter_event(data=b"x" * (MAX_KEPT_DATA + 1)))
+    [kept] = api.world.store.list_dead_letters()
+    assert kept.data is None and kept.size == MAX_KEPT_DATA + 1
+    assert len(kept.excerpt) <= MAX_EXCERPT + 1
+    status, body = api.call("POST", f"/dead-letters/{kept.id}/replay")
+    assert status == 409 and "too large" in body["error"]
+    assert api.world.publisher.raw == []
+
+
+def test_list_shows_what_from_where_and_attempts(api: Api) -> None:
+    deliver(api.world, dead_letter_event())
+    status, page = api.call("GET", "/dead-letters")
+    assert status == 200
+    [item] = page["dead_letters"]
+    assert item["source_subscription"] == "hekaton-deploy-push"
+    assert item["original_topic"] == "hekaton-deploy"
+    assert item["attempts"] == 5 and item["replayable"] is True and item["replays"] == []
+    assert "data" not in item  # the excerpt, never the whole payload
+    status, one = api.call("GET", f"/dead-letters/{item['id']}")
+    assert status == 200 and one == item
+
+
+def test_replay_republishes_data_and_original_attributes_and_records_it(api: Api) -> None:
+    deliver(api.world, dead_letter_event())
+    [kept] = api.world.store.list_dead_letters()
+    status, answer = api.call("POST", f"/dead-letters/{kept.id}/replay")
+    assert status == 200, answer
+    [(topic, data, attributes, message_id)] = api.world.publisher.raw
+    assert topic == "hekaton-deploy" and data == BODY
+    assert attributes == {**ORIGINAL, REPLAY_OF: kept.id}
+    assert answer["replay"]["message_id"] == message_id
+    assert answer["replay"]["principal"] == "ann@hekaton.local"
+    [replayed] = api.world.store.list_dead_letters()[0].replays
+    assert replayed.message_id == message_id and not replayed.forced
+
+
+def test_a_second_replay_is_refused_unless_forced(api: Api) -> None:
+    deliver(api.world, dead_letter_event())
+    [kept] = api.world.store.list_dead_letters()
+    assert api.call("POST", f"/dead-letters/{kept.id}/replay")[0] == 200
+    status, body = api.call("POST", f"/dead-letters/{kept.id}/replay")
+    assert status == 409 and "replayed already" in body["error"] and "--force" in body["error"]
+    assert len(api.world.publisher.raw) == 1
+    status, answer = api.call("POST", f"/dead-letters/{kept.id}/replay", {"force": True})
+    assert status == 200 and answer["replay"]["forced"] is True
+    assert len(api.world.publisher.raw) == 2
+    assert len(api.world.store.list_dead_letters()[0].replays) == 2
+
+
+@pytest.mark.parametrize("ref", ["dl-nope", "..", "dl-a%2Fb", "__x__"])
+def test_an_unknown_or_odd_id_is_refused_with_404(api: Api, ref: str) -> None:
+    status, body = api.call("POST", f"/dead-letters/{ref}/replay")
+    assert status == 404 and "dead letter" in body["error"]
+    assert api.world.publisher.raw == []
+
+
+def test_a_bad_force_value_names_the_field(api: Api) -> None:
+    deliver(api.world, dead_letter_event())
+    [kept] = api.world.store.list_dead_letters()
+    status, body = api.call("POST", f"/dead-letters/{kept.id}/replay", {"force": "yes"})
+    assert status == 422 and "'force'" in body["error"]
+
+
+def test_a_letter_from_a_foreign_subscription_is_kept_but_not_replayable(api: Api) -> None:
+    deliver(api.world, dead_letter_event(subscription="projects/p/subscriptions/someone-else"))
+    [kept] = api.world.store.list_dead_letters()
+    assert kept.original_topic is None
+    status, body = api.call("POST", f"/dead-letters/{kept.id}/replay")
+    assert status == 409 and "original topic is unknown" in body["error"]
+
+
+def test_replay_needs_a_token(api: Api) -> None:
+    deliver(api.world, dead_letter_event())
+    [kept] = api.world.store.list_dead_letters()
+    request = ApiRequest("POST", f"/dead-letters/{kept.id}/replay", {}, {}, b"")
+    assert serve(api.world.deps, request, control.routes, public).status == 401
+    assert api.world.publisher.raw == []
+
+
+def test_every_dead_lettering_subscription_maps_back_to_its_topic() -> None:
+    for function in FUNCTIONS:
+        if not function.dead_letters:
+            continue
+        local = f"projects/p/subscriptions/hekaton-{function.name}-push"
+        eventarc = (
+            f"projects/p/subscriptions/eventarc-europe-west1-hekaton-{function.name}-123-sub-456"
+        )
+        assert topic_for_subscription(local) == function.trigger_topic
+        assert topic_for_subscription(eventarc) == function.trigger_topic
+    assert topic_for_subscription("projects/p/subscriptions/hekaton-dead-letter-push") is None
+    assert topic_for_subscription(None) is None

@@ -9,6 +9,7 @@ from events.pubsub import PubSubMessage
 from events.steps import StepType, parse_step_event
 from functions._runtime import handle_pubsub
 from shared.deps import Deps
+from shared.ignoring import record_ignored
 from shared.steps.engine import Act, StepReport, run_step
 
 
@@ -23,6 +24,18 @@ def step_function(
         report = run_step(d, event, act, source=name)
         if report.status == "unknown-rollout":
             raise MalformedEvent(f"step event names unknown rollout {event.rollout_id!r}")
+        if report.status == "stale":
+            # Kept, not only logged (`hekaton ignored`); one record per message id, however many
+            # times Pub/Sub redelivers it. The engine's own log line already says why.
+            record_ignored(
+                d,
+                function=name,
+                message_id=message.message_id,
+                reason=f"stale or duplicate step event for rollout {report.rollout_id}: {report.detail}",
+                excerpt=message.excerpt(),
+                topic=message.topic,
+                log=False,
+            )
         return report
 
     result: StepReport | None = handle_pubsub(cloud_event, name, work, dependencies=dependencies)

@@ -252,6 +252,32 @@ def test_retryable_cluster_error_in_a_step_propagates(world: World) -> None:
     assert report is not None and report.status == "applied"
 
 
+def test_a_duplicate_step_event_is_recorded_as_ignored_once_per_message(world: World) -> None:
+    """A redelivered step event that no longer applies is kept with its reason, one record per id."""
+    message = registry_message(
+        "push-v1", digest=f"{REPOSITORY}@{digest_of('v1')}", tag=f"{REPOSITORY}:v1"
+    )
+    ingest_via_function(world, registry_event(message))
+    published = world.publisher.sent[0]
+    event = cloud_event(
+        pubsub_envelope(published.as_message()),
+        topic=StepType.DEPLOY.topic,
+        event_id=published.message_id,
+    )
+    deploy = STEP_ACTS[StepType.DEPLOY]
+    first = step_function(event, StepType.DEPLOY, deploy, dependencies=world.deps)
+    assert first is not None and first.status == "applied"
+    assert world.store.list_ignored() == []
+    for _ in range(3):  # Pub/Sub redelivers the same message
+        again = step_function(event, StepType.DEPLOY, deploy, dependencies=world.deps)
+        assert again is not None and again.status == "stale"
+    ignored = the_only_ignored(world)
+    assert ignored.function == "deploy" and ignored.message_id == published.message_id
+    assert "stale or duplicate step event" in ignored.reason
+    assert "rollout is WAITING_READY, event was for DEPLOYING" in ignored.reason
+    assert ignored.topic == StepType.DEPLOY.topic
+
+
 def test_permanent_failure_is_recorded_and_acknowledged(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

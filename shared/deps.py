@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -10,8 +11,10 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     import httpx
+    from kubernetes.client import ApiClient
 
     from shared.auth.model_tokens import ModelTokens
+    from shared.health import Probe
     from shared.metrics.observers import Observer
     from shared.policies import PoliciesProvider
     from shared.publisher import Publisher
@@ -33,6 +36,7 @@ class Deps:
         http: httpx.Client | None = None,
         metrics: Observer | None = None,
         policies: PoliciesProvider | None = None,
+        probes: Sequence[Probe] | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -43,6 +47,7 @@ class Deps:
             "http": http,
             "metrics": metrics,
             "policies": policies,
+            "probes": probes,
         }
         for name, value in overrides.items():
             if value is not None:
@@ -53,14 +58,24 @@ class Deps:
         """Firestore-backed store."""
         from shared.firestore_store import FirestoreStore
 
-        return FirestoreStore.for_project(self.settings.project)
+        return FirestoreStore.for_project(
+            self.settings.project, timeout_seconds=self.settings.firestore_timeout_seconds
+        )
 
     @cached_property
     def serving(self) -> ServingProvider:
         """Knative Serving through the Kubernetes API."""
-        from shared.knative import KnativeServing, api_client
+        from shared.knative import KnativeServing
 
-        return KnativeServing(api_client(self.settings.kube_server, self.settings.kube_ca_data))
+        return KnativeServing(self.kube_api)
+
+    @cached_property
+    def kube_api(self) -> ApiClient:
+        """One Kubernetes API client (bounded by HEKATON_KUBE_TIMEOUT_SECONDS) for serving and policies."""
+        from shared.knative import api_client
+
+        s = self.settings
+        return api_client(s.kube_server, s.kube_ca_data, timeout_seconds=s.kube_timeout_seconds)
 
     @cached_property
     def policies(self) -> PoliciesProvider:
@@ -70,9 +85,8 @@ class Deps:
 
             return NoPolicies()
         from shared.istio import IstioPolicies
-        from shared.knative import api_client
 
-        return IstioPolicies(api_client(self.settings.kube_server, self.settings.kube_ca_data))
+        return IstioPolicies(self.kube_api)
 
     @cached_property
     def model_tokens(self) -> ModelTokens:
@@ -101,3 +115,15 @@ class Deps:
         from shared.metrics.factory import metrics_observer
 
         return metrics_observer(self.settings, self.http)
+
+    @cached_property
+    def probes(self) -> Sequence[Probe]:
+        """/healthz's dependency checks (Firestore, the Kubernetes API), each with a short timeout."""
+        from shared.health import FirestoreProbe, KubeProbe
+
+        s = self.settings
+        timeout = s.health_timeout_seconds
+        return (
+            FirestoreProbe(s.project, timeout),
+            KubeProbe(s.kube_server, s.kube_ca_data, timeout),
+        )

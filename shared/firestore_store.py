@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from google.api_core import exceptions as google_errors
+from google.api_core.retry import Retry, if_transient_error
 from google.cloud import firestore
 
 from shared import metering
 from shared.errors import PermanentError, PreconditionFailed, RetryableError
+from shared.logs import get_logger
 from shared.model import DeadLetter, Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
 from shared.store import MUST_NOT_EXIST, Change, Versioned
 
@@ -25,24 +27,43 @@ _TRANSIENT = (
     google_errors.InternalServerError,
     google_errors.Aborted,
     google_errors.TooManyRequests,
+    google_errors.RetryError,  # the call's retries ran out of time
 )
+# What an unreachable or stalled Firestore looks like (the rest of _TRANSIENT is contention).
+_DOWN = (google_errors.ServiceUnavailable, google_errors.DeadlineExceeded, google_errors.RetryError)
+log = get_logger("firestore")
 
 
 class FirestoreStore:
     """Store backed by a Firestore database (the emulator locally)."""
 
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, *, timeout_seconds: float = 5.0) -> None:
         self._db = client
+        self._timeout = timeout_seconds
+        self._emulator_host: str | None = getattr(client, "_emulator_host", None)
+        # Every call gets a deadline and retries transient errors only until it: an unreachable or
+        # stalled Firestore is a RetryableError within about the timeout, never a silent wait (the
+        # client's default retry would keep going for 60 s and more).
+        self._opts: dict[str, Any] = {
+            "retry": Retry(
+                predicate=if_transient_error,
+                initial=0.1,
+                maximum=1.0,
+                multiplier=2.0,
+                timeout=timeout_seconds,
+            ),
+            "timeout": timeout_seconds,
+        }
 
     @classmethod
-    def for_project(cls, project: str) -> FirestoreStore:
+    def for_project(cls, project: str, *, timeout_seconds: float = 5.0) -> FirestoreStore:
         """Connect to the project's default database (honours FIRESTORE_EMULATOR_HOST)."""
-        return cls(firestore.Client(project=project))
+        return cls(firestore.Client(project=project), timeout_seconds=timeout_seconds)
 
     # services -----------------------------------------------------------------------------
     def get_service(self, name: str) -> Versioned[ServiceRecord] | None:
         """One registered service, or None."""
-        snap = self._call(self._db.collection(SERVICES).document(name).get)
+        snap = self._call(lambda: self._db.collection(SERVICES).document(name).get(**self._opts))
         if not snap.exists:
             return None
         return Versioned(ServiceRecord.from_document(_fields(snap)), snap.update_time)
@@ -56,7 +77,7 @@ class FirestoreStore:
             query = query.start_after({"name": after})
         if limit is not None:
             query = query.limit(limit)
-        snaps = self._call(lambda: list(query.stream()))
+        snaps = self._call(lambda: list(query.stream(**self._opts)))
         return [ServiceRecord.from_document(_fields(s)) for s in snaps]
 
     def services_for_repository(self, repository: str) -> list[Versioned[ServiceRecord]]:
@@ -64,7 +85,7 @@ class FirestoreStore:
         query = self._db.collection(SERVICES).where(
             filter=firestore.FieldFilter("spec.image", "==", repository)
         )
-        snaps = self._call(lambda: list(query.stream()))
+        snaps = self._call(lambda: list(query.stream(**self._opts)))
         return [Versioned(ServiceRecord.from_document(_fields(s)), s.update_time) for s in snaps]
 
     def put_service(self, record: ServiceRecord, expected: object | None) -> None:
@@ -74,7 +95,9 @@ class FirestoreStore:
     # rollouts -----------------------------------------------------------------------------
     def get_rollout(self, rollout_id: str) -> Versioned[Rollout] | None:
         """One rollout, or None."""
-        snap = self._call(self._db.collection(ROLLOUTS).document(rollout_id).get)
+        snap = self._call(
+            lambda: self._db.collection(ROLLOUTS).document(rollout_id).get(**self._opts)
+        )
         if not snap.exists:
             return None
         return Versioned(Rollout.from_document(_fields(snap)), snap.update_time)
@@ -89,12 +112,17 @@ class FirestoreStore:
             .order_by("created_at", direction=firestore.Query.DESCENDING)
         )
         if after is not None:
-            cursor = self._call(self._db.collection(ROLLOUTS).document(after).get)
+            cursor = self._call(
+                lambda: self._db.collection(ROLLOUTS).document(after).get(**self._opts)
+            )
             if not cursor.exists:
                 return []
             query = query.start_after(cursor)
         query = query.limit(limit)
-        return [Rollout.from_document(_fields(s)) for s in self._call(lambda: list(query.stream()))]
+        return [
+            Rollout.from_document(_fields(s))
+            for s in self._call(lambda: list(query.stream(**self._opts)))
+        ]
 
     def active_rollouts(self) -> list[Versioned[Rollout]]:
         """Every rollout not yet in a terminal phase."""
@@ -103,7 +131,7 @@ class FirestoreStore:
         )
         return [
             Versioned(Rollout.from_document(_fields(s)), s.update_time)
-            for s in self._call(lambda: list(query.stream()))
+            for s in self._call(lambda: list(query.stream(**self._opts)))
         ]
 
     def decisions(self, rollout_id: str, after_seq: int = 0) -> list[Decision]:
@@ -113,12 +141,15 @@ class FirestoreStore:
         if after_seq:
             query = log.where(filter=firestore.FieldFilter("seq", ">", after_seq)).order_by("seq")
         return [
-            Decision.from_document(_fields(s)) for s in self._call(lambda: list(query.stream()))
+            Decision.from_document(_fields(s))
+            for s in self._call(lambda: list(query.stream(**self._opts)))
         ]
 
     def get_request(self, request_id: str) -> RequestRecord | None:
         """An operator request already applied or refused, or None."""
-        snap = self._call(self._db.collection(REQUESTS).document(request_id).get)
+        snap = self._call(
+            lambda: self._db.collection(REQUESTS).document(request_id).get(**self._opts)
+        )
         return RequestRecord.from_document(_fields(snap)) if snap.exists else None
 
     # writes -------------------------------------------------------------------------------
@@ -165,7 +196,7 @@ class FirestoreStore:
         """Commit a batch, mapping Firestore's answers to hekaton's error types."""
         metering.count(metering.FIRESTORE_WRITES, documents)
         try:
-            batch.commit()
+            batch.commit(**self._opts)
         except (
             google_errors.FailedPrecondition,
             google_errors.Conflict,
@@ -173,7 +204,7 @@ class FirestoreStore:
         ) as exc:
             raise PreconditionFailed(f"concurrent update, reload and retry: {exc.message}") from exc
         except _TRANSIENT as exc:
-            raise RetryableError(f"Firestore write failed transiently: {exc.message}") from exc
+            raise self._transient(exc, "write") from exc
         except google_errors.InvalidArgument as exc:
             # Redelivery would send the same document again: record it instead of looping.
             raise PermanentError(f"Firestore refused the write as invalid: {exc.message}") from exc
@@ -182,30 +213,39 @@ class FirestoreStore:
         """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""
         metering.count(metering.FIRESTORE_WRITES)
         try:
-            self._db.collection(IGNORED).document(event.id).set(to_firestore(event.to_document()))
+            self._db.collection(IGNORED).document(event.id).set(
+                to_firestore(event.to_document()), **self._opts
+            )
         except _TRANSIENT as exc:
-            raise RetryableError(f"Firestore write failed transiently: {exc.message}") from exc
+            raise self._transient(exc, "write") from exc
 
     def list_ignored(self, limit: int = 50, after: str | None = None) -> list[IgnoredEvent]:
         """Recently ignored messages, newest first (those older than the entry with id `after`)."""
         query = self._db.collection(IGNORED).order_by("at", direction=firestore.Query.DESCENDING)
         if after is not None:
-            cursor = self._call(self._db.collection(IGNORED).document(after).get)
+            cursor = self._call(
+                lambda: self._db.collection(IGNORED).document(after).get(**self._opts)
+            )
             if not cursor.exists:
                 return []
             query = query.start_after(cursor)
         query = query.limit(limit)
-        return [IgnoredEvent(**(_fields(s))) for s in self._call(lambda: list(query.stream()))]
+        return [
+            IgnoredEvent(**(_fields(s)))
+            for s in self._call(lambda: list(query.stream(**self._opts)))
+        ]
 
     def count_ignored(self) -> int:
         """How many ignored messages are kept (one aggregation read)."""
-        result = self._call(lambda: list(self._db.collection(IGNORED).count().get()))
+        result = self._call(lambda: list(self._db.collection(IGNORED).count().get(**self._opts)))
         return int(result[0][0].value) if result and result[0] else 0
 
     # dead letters -------------------------------------------------------------------------
     def get_dead_letter(self, dead_letter_id: str) -> Versioned[DeadLetter] | None:
         """One kept dead letter, or None."""
-        snap = self._call(self._db.collection(DEAD_LETTERS).document(dead_letter_id).get)
+        snap = self._call(
+            lambda: self._db.collection(DEAD_LETTERS).document(dead_letter_id).get(**self._opts)
+        )
         if not snap.exists:
             return None
         return Versioned(DeadLetter.from_document(_fields(snap)), snap.update_time)
@@ -222,15 +262,34 @@ class FirestoreStore:
         collection = self._db.collection(DEAD_LETTERS)
         query = collection.order_by("first_seen", direction=firestore.Query.DESCENDING)
         if after is not None:
-            cursor = self._call(collection.document(after).get)
+            cursor = self._call(lambda: collection.document(after).get(**self._opts))
             if not cursor.exists:
                 return []
             query = query.start_after(cursor)
         query = query.limit(limit)
-        snaps = self._call(lambda: list(query.stream()))
+        snaps = self._call(lambda: list(query.stream(**self._opts)))
         return [DeadLetter.from_document(_fields(s)) for s in snaps]
 
     # helpers ------------------------------------------------------------------------------
+    def _transient(self, exc: google_errors.GoogleAPIError, doing: str) -> RetryableError:
+        """The retryable error for a failed call; an unreachable or stalled Firestore is logged at
+        ERROR with where it was looked for and what to check (contention is not: it is routine)."""
+        detail = getattr(exc, "message", None) or str(exc)
+        if not isinstance(exc, _DOWN):
+            return RetryableError(f"Firestore {doing} failed transiently: {detail}")
+        where = (
+            f"the emulator at {self._emulator_host} (FIRESTORE_EMULATOR_HOST)"
+            if self._emulator_host
+            else f"project {self._db.project} (HEKATON_PROJECT)"
+        )
+        message = (
+            f"Firestore {doing} got no answer within {self._timeout}s from {where}: check that it "
+            f"is up and reachable (timeout: HEKATON_FIRESTORE_TIMEOUT_SECONDS); will retry "
+            f"[{type(exc).__name__}: {detail[:200]}]"
+        )
+        log.error(message, extra={"dependency": "firestore"})
+        return RetryableError(message)
+
     def _write(self, batch: Any, ref: Any, data: dict[str, Any], expected: object | None) -> None:
         data = to_firestore(data)
         if expected == MUST_NOT_EXIST:
@@ -240,12 +299,11 @@ class FirestoreStore:
         else:
             batch.update(ref, data, option=self._db.write_option(last_update_time=expected))
 
-    @staticmethod
-    def _call(fn: Any) -> Any:
+    def _call(self, fn: Any) -> Any:
         try:
             result = fn()
         except _TRANSIENT as exc:
-            raise RetryableError(f"Firestore read failed transiently: {exc.message}") from exc
+            raise self._transient(exc, "read") from exc
         # Firestore bills a query that returns nothing as one read.
         metering.count(
             metering.FIRESTORE_READS, max(1, len(result)) if isinstance(result, list) else 1

@@ -6,12 +6,14 @@ import contextlib
 import copy
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from shared import metering
 from shared.errors import PermanentError, RetryableError
+from shared.logs import get_logger
 from shared.serving import (
     MANAGED_FOR_LABEL,
     RevisionHealth,
@@ -29,10 +31,13 @@ ISTIO_VERSION = "v1"
 ISTIO_POLICIES = ("authorizationpolicies", "requestauthentications")
 # Knative puts the container-level failure on one of these conditions.
 _FAILURE_CONDITIONS = ("ContainerHealthy", "ResourcesAvailable", "Ready")
+log = get_logger("kube")
 
 
-def api_client(kube_server: str | None, ca_data: str | None = None) -> k8s.ApiClient:
-    """A Kubernetes API client.
+def api_client(
+    kube_server: str | None, ca_data: str | None = None, *, timeout_seconds: float = 5.0
+) -> k8s.ApiClient:
+    """A Kubernetes API client whose every request ends within `timeout_seconds`.
 
     Plain http URL: the local cluster. https URL: a GKE endpoint, authenticated with the function's own
     Google credentials (GKE accepts OAuth access tokens) and verified against `ca_data` (base64 PEM).
@@ -43,12 +48,44 @@ def api_client(kube_server: str | None, ca_data: str | None = None) -> k8s.ApiCl
         configuration.host = kube_server
         if kube_server.startswith("https://"):
             _use_google_credentials(configuration, ca_data)
-        return k8s.ApiClient(configuration)
-    try:
-        k8s_config.load_incluster_config()
-    except k8s_config.ConfigException:
-        k8s_config.load_kube_config()
-    return k8s.ApiClient()
+    else:
+        try:
+            k8s_config.load_incluster_config()
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config()
+        configuration = k8s.Configuration.get_default_copy()
+    # urllib3 would otherwise retry a refused connection 3 times on its own: Pub/Sub retries.
+    configuration.retries = False
+    return BoundedApiClient(configuration, timeout_seconds=timeout_seconds)
+
+
+class BoundedApiClient(k8s.ApiClient):
+    """An ApiClient that gives every request a deadline, and turns an unreachable or stalled API
+    server into a RetryableError naming the host and the settings to check (logged at ERROR)."""
+
+    def __init__(self, configuration: k8s.Configuration, *, timeout_seconds: float) -> None:
+        super().__init__(configuration)
+        self.timeout_seconds = timeout_seconds
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        """The request, with the client's timeout unless the call brings its own."""
+        kwargs["_request_timeout"] = kwargs.get("_request_timeout") or self.timeout_seconds
+        try:
+            return super().call_api(*args, **kwargs)
+        except urllib3.exceptions.HTTPError as exc:
+            host = self.configuration.host
+            stalled = isinstance(exc, urllib3.exceptions.ReadTimeoutError)
+            what = (
+                f"did not answer within {kwargs['_request_timeout']}s"
+                if stalled
+                else f"is unreachable ({type(exc).__name__})"
+            )
+            message = (
+                f"Kubernetes API at {host} {what}: check that the cluster is up and "
+                "HEKATON_KUBE_SERVER points at it (timeout: HEKATON_KUBE_TIMEOUT_SECONDS); will retry"
+            )
+            log.error(message, extra={"dependency": "kubernetes", "host": host})
+            raise RetryableError(message) from exc
 
 
 def _use_google_credentials(configuration: k8s.Configuration, ca_data: str | None) -> None:

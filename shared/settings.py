@@ -33,6 +33,12 @@ class Settings(BaseModel):
     # Publisher batching: the time a message may wait for company (low: latency matters more).
     publish_max_latency_seconds: float = Field(default=0.005, ge=0)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Bounds on one Firestore call (its retries included) and one Kubernetes API request: an
+    # unreachable or stalled dependency becomes a retryable error this fast, never a hang.
+    firestore_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    kube_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Bound on each dependency check of /healthz (kept short: a health check must answer fast).
+    health_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     log_format: str = Field(default="json", pattern="^(json|text)$")
     # Where metric analysis queries: a Prometheus query API, or no backend at all (no evidence).
     metrics_provider: Literal["prometheus", "none"] = "prometheus"
@@ -86,6 +92,9 @@ class Settings(BaseModel):
             "lost_event_grace_seconds": "HEKATON_LOST_EVENT_GRACE_SECONDS",
             "publish_max_latency_seconds": "HEKATON_PUBLISH_MAX_LATENCY_SECONDS",
             "http_timeout_seconds": "HEKATON_HTTP_TIMEOUT_SECONDS",
+            "firestore_timeout_seconds": "HEKATON_FIRESTORE_TIMEOUT_SECONDS",
+            "kube_timeout_seconds": "HEKATON_KUBE_TIMEOUT_SECONDS",
+            "health_timeout_seconds": "HEKATON_HEALTH_TIMEOUT_SECONDS",
             "log_format": "HEKATON_LOG_FORMAT",
             "metrics_provider": "HEKATON_METRICS_PROVIDER",
             "prometheus_url": "HEKATON_PROMETHEUS_URL",

@@ -30,6 +30,9 @@ def test_every_variable_is_read() -> None:
             "HEKATON_LOST_EVENT_GRACE_SECONDS": "3",
             "HEKATON_PUBLISH_MAX_LATENCY_SECONDS": "0",
             "HEKATON_HTTP_TIMEOUT_SECONDS": "2.5",
+            "HEKATON_FIRESTORE_TIMEOUT_SECONDS": "1.5",
+            "HEKATON_KUBE_TIMEOUT_SECONDS": "3",
+            "HEKATON_HEALTH_TIMEOUT_SECONDS": "0.5",
             "HEKATON_LOG_FORMAT": "text",
             "HEKATON_METRICS_PROVIDER": "none",
             "HEKATON_PROMETHEUS_URL": "http://127.0.0.1:9090",
@@ -56,6 +59,9 @@ def test_every_variable_is_read() -> None:
         lost_event_grace_seconds=3,
         publish_max_latency_seconds=0,
         http_timeout_seconds=2.5,
+        firestore_timeout_seconds=1.5,
+        kube_timeout_seconds=3,
+        health_timeout_seconds=0.5,
         log_format="text",
         metrics_provider="none",
         prometheus_url="http://127.0.0.1:9090",
@@ -96,6 +102,9 @@ def test_empty_variables_mean_default() -> None:
         ("HEKATON_PROMETHEUS_URL", "prometheus:9090", "match pattern"),
         ("HEKATON_METRICS_REVISION_LABEL", "canonical-revision", "match pattern"),
         ("HEKATON_METRICS_TIMEOUT_SECONDS", "0", "greater than 0"),
+        ("HEKATON_FIRESTORE_TIMEOUT_SECONDS", "0", "greater than 0"),
+        ("HEKATON_KUBE_TIMEOUT_SECONDS", "forever", "valid number"),
+        ("HEKATON_HEALTH_TIMEOUT_SECONDS", "600", "less than or equal to 60"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str, problem: str) -> None:
@@ -117,3 +126,10 @@ def test_settings_are_frozen() -> None:
     settings = Settings(project="p")
     with pytest.raises(ValueError, match="frozen"):
         setattr(settings, "project", "q")  # noqa: B010 (the assignment itself is under test)
+
+
+def test_dependency_timeouts_default_to_a_few_seconds() -> None:
+    """Firestore and Kubernetes calls, and each /healthz check, are bounded by default."""
+    default = Settings(project="p")
+    assert (default.firestore_timeout_seconds, default.kube_timeout_seconds) == (5.0, 5.0)
+    assert default.health_timeout_seconds == 2.0

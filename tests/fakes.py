@@ -963,6 +963,19 @@ def iris_spec(**overrides: Any) -> dict[str, Any]:
 
 
 @dataclass
+class FakeProbe:
+    """A dependency check for /healthz that passes, or raises `error` (a dependency that is down)."""
+
+    name: str
+    error: Exception | None = None
+
+    def check(self) -> None:
+        """Raise the configured error, if any."""
+        if self.error is not None:
+            raise self.error
+
+
+@dataclass
 class World:
     """Fakes wired into one Deps, plus helpers to register services and run pushes."""
 
@@ -992,6 +1005,7 @@ class World:
             http=serving.http_client(),
             metrics=users,
             policies=FakePolicies(),
+            probes=(FakeProbe("firestore"), FakeProbe("kubernetes")),
         )
         return cls(clock, chosen, serving, publisher, deps, users)
 

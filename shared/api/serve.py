@@ -12,14 +12,15 @@ from shared.auth.tokens import Principal, Unauthenticated
 from shared.commands import Refused
 from shared.deps import Deps
 from shared.errors import NotFound, PermanentError, RetryableError
+from shared.health import check_all
 
 Routes = Callable[[Deps, ApiRequest, Principal], ApiResponse]
 log = logs.get_logger("api")
 
 
 def public_paths(api: str) -> Callable[[ApiRequest], ApiResponse | None]:
-    """The answers served without a token: /healthz, the API's /openapi.json, and (read API) the
-    dashboard's HTML page, which holds no data."""
+    """The answers served without a token: the API's /openapi.json and (read API) the dashboard's
+    HTML page, which hold no data (/healthz is answered by `serve`, which has the dependencies)."""
 
     def answer(request: ApiRequest) -> ApiResponse | None:
         from shared.api import dashboard
@@ -27,8 +28,6 @@ def public_paths(api: str) -> Callable[[ApiRequest], ApiResponse | None]:
 
         if api == "read" and request.path == dashboard.PATH and request.method == "GET":
             return dashboard.page()
-        if request.path == "/healthz":
-            return ApiResponse(200, {"ok": True})
         if request.path == "/openapi.json":
             return ApiResponse(200, document(api))
         return None
@@ -43,6 +42,10 @@ def serve(
     public: Callable[[ApiRequest], ApiResponse | None],
 ) -> ApiResponse:
     """Answer one request: public paths without a token; everything else only for an allowed caller."""
+    if request.path == "/healthz":
+        # No token needed and no data given: only which dependency is up or down, and why.
+        health = check_all(deps.probes)
+        return ApiResponse(health.status, health.body)
     if request.path in PUBLIC_PATHS:
         answer = public(request)
         if answer is not None:

@@ -104,7 +104,7 @@ def test_one_rollout_and_the_service_list(world: World) -> None:
         }
     ]
     assert body["next_cursor"] is None
-    assert get(world, "/healthz") == (200, {"ok": True})
+    assert get(world, "/healthz")[0] == 200
 
 
 @pytest.mark.parametrize(
@@ -170,9 +170,26 @@ def test_a_verified_principal_who_is_not_allowed_gets_403(world: World) -> None:
 
 
 def test_health_and_openapi_need_no_token(world: World) -> None:
-    assert get(world, "/healthz", headers={}) == (200, {"ok": True})
+    status, body = get(world, "/healthz", headers={})
+    assert (status, body["ok"], body["up"], body["down"]) == (
+        200,
+        True,
+        ["firestore", "kubernetes"],
+        {},
+    )
     status, body = get(world, "/openapi.json", headers={})
     assert status == 200 and "/rollouts/{id}/decisions" in body["paths"]
+
+
+def test_health_is_503_naming_the_dependency_that_is_down(world: World) -> None:
+    world.deps.probes[1].error = RetryableError(
+        "Kubernetes API at http://127.0.0.1:9 is unreachable"
+    )  # type: ignore[attr-defined]
+    status, body = get(world, "/healthz", headers={})
+    assert status == 503 and body["ok"] is False
+    assert body["up"] == ["firestore"]
+    assert list(body["down"]) == ["kubernetes"] and "unreachable" in body["down"]["kubernetes"]
+    assert "services" not in body  # no data in a health answer
 
 
 def test_lists_are_paginated_with_cursors(world: World) -> None:

@@ -84,8 +84,14 @@ def function_env(ctx: StackContext) -> dict[str, str]:
     return env
 
 
-def function_component(function: FunctionDef, *, timeout: float = 60.0) -> Component:
-    """One function served by functions-framework on a free loopback port."""
+def function_component(
+    function: FunctionDef, *, timeout: float = 60.0, extra_env: Mapping[str, str] | None = None
+) -> Component:
+    """One function served by functions-framework on a free loopback port (`extra_env` on top of
+    the stack's settings: a test pointing one function somewhere else)."""
+
+    def env(ctx: StackContext) -> dict[str, str]:
+        return {**function_env(ctx), **(extra_env or {})}
 
     def command(port: int, ctx: StackContext) -> list[str]:
         return [
@@ -100,10 +106,11 @@ def function_component(function: FunctionDef, *, timeout: float = 60.0) -> Compo
     return http_server_component(
         f"fn-{function.name}",
         command,
-        env=function_env,
+        env=env,
         cwd=REPO_ROOT,
-        # An event function answers a GET with an error: still proof that it is serving.
-        health_path="/healthz" if function.http else "/",
+        # Proof that it is serving, whatever its dependencies say (an event function answers a GET
+        # with an error; /healthz would wait on Firestore and Kubernetes, absent from `up --only`).
+        health_path="/openapi.json" if function.http else "/",
         accept=(lambda status, _body: status == 200) if function.http else None,
         exports=(lambda url: url_exports(function.name, url))
         if function.name in URL_EXPORTS

@@ -54,13 +54,16 @@ class FirestoreProbe:
     name = "firestore"
 
     def __init__(self, project: str, timeout_seconds: float) -> None:
-        from google.cloud import firestore
-
-        self._db = firestore.Client(project=project)
+        self._project = project
         self._timeout = timeout_seconds
+        self._db: Any = None
 
     def check(self) -> None:
         """A missing document is a fine answer: the point is that Firestore answered."""
+        if self._db is None:  # made here, so a client that cannot even be made reports as down
+            from google.cloud import firestore
+
+            self._db = firestore.Client(project=self._project)
         self._db.collection("services").document("hekaton-health").get(
             retry=None, timeout=self._timeout
         )
@@ -71,15 +74,16 @@ class KubeProbe:
 
     name = "kubernetes"
 
-    def __init__(
-        self, kube_server: str | None, ca_data: str | None, timeout_seconds: float
-    ) -> None:
-        from shared.knative import api_client
-
-        self._api = api_client(kube_server, ca_data, timeout_seconds=timeout_seconds)
+    def __init__(self, kube_server: str | None, ca_data: str | None, timeout_seconds: float) -> None:
+        self._server, self._ca_data, self._timeout = kube_server, ca_data, timeout_seconds
+        self._api: Any = None
 
     def check(self) -> None:
         """The API server's version: answered by any server that is up."""
         from kubernetes import client as k8s
 
+        from shared.knative import api_client
+
+        if self._api is None:  # no kubeconfig, no in-cluster account: reported as down
+            self._api = api_client(self._server, self._ca_data, timeout_seconds=self._timeout)
         k8s.VersionApi(self._api).get_code()

@@ -1,0 +1,141 @@
+"""Dead letters on the real stack: a deploy whose Kubernetes API is unreachable dead-letters after the
+subscription's 5 attempts, `hekaton dlq list` shows it, the cause is fixed, `hekaton dlq replay`
+republishes it and the rollout completes; a second replay is refused.
+
+The stack is this test's own: its deploy function reaches the Kubernetes API through a loopback port
+where nothing listens until the test starts a forwarder there (the fix). Its tick's lost-event grace
+is long, so the sweep cannot re-emit the deploy meanwhile: it is the replay that completes the rollout.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from functions.manifest import FUNCTIONS
+from local.components import MissingComponent
+from local.functions_stack import function_component
+from local.stack import (
+    ComponentGroup,
+    PlanStep,
+    StackOptions,
+    StackStartFailed,
+    default_plan,
+    up,
+)
+from tests.e2e.forwarder import Forwarder
+from tests.e2e.specs import IRIS_REPOSITORY, e2e_spec
+from tests.e2e.stack_client import E2EStack, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.emulators, pytest.mark.timeout(300)]
+
+SERVICE = "iris-dlq"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on yet (the deploy function's way to the cluster)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def plan_with_deploy_cut_off(options: StackOptions, kube_port: int) -> list[PlanStep]:
+    """The default plan, but fn-deploy talks to the Kubernetes API at `kube_port` (nothing there yet)."""
+    overrides = {
+        "deploy": {"HEKATON_KUBE_SERVER": f"http://127.0.0.1:{kube_port}"},
+        "tick": {"HEKATON_LOST_EVENT_GRACE_SECONDS": "600"},
+    }
+    functions = ComponentGroup(
+        tuple(function_component(f, extra_env=overrides.get(f.name)) for f in FUNCTIONS)
+    )
+
+    def replaced(step: PlanStep) -> PlanStep:
+        is_functions = isinstance(step, ComponentGroup) and any(
+            c.name.startswith("fn-") for c in step.components
+        )
+        return functions if is_functions else step
+
+    return [replaced(step) for step in default_plan(options)]
+
+
+@pytest.fixture
+def cut_off(tmp_path: Path) -> Iterator[tuple[E2EStack, int]]:
+    """A stack of its own whose deploy function cannot reach the cluster; and that port."""
+    kube_port = free_port()
+    options = StackOptions(state_dir=tmp_path / "state")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HEKATON_STATE_DIR", str(options.state_dir))
+        env.delenv("HEKATON_PROJECT", raising=False)
+        try:
+            started = up(options, plan=plan_with_deploy_cut_off(options, kube_port))
+        except MissingComponent as exc:
+            pytest.skip(str(exc))
+        except StackStartFailed as exc:
+            pytest.fail(f"{exc}\n{exc.log_tail()}", pytrace=False)
+        (tmp_path / "specs").mkdir()
+        stack = E2EStack(started, tmp_path / "specs")
+        try:
+            for name, value in stack.state.client_env().items():
+                env.setenv(name, value)
+            yield stack, kube_port
+        finally:
+            stack.close()
+            outcomes = started.stop()
+            assert not [o.name for o in outcomes if o.outcome == "still running"]
+
+
+def dead_letters(stack: E2EStack) -> list[dict[str, object]]:
+    done = stack.cli("dlq", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    listed: list[dict[str, object]] = json.loads(done.stdout)
+    return listed
+
+
+def test_a_dead_lettered_deploy_is_listed_replayed_once_fixed_and_the_rollout_completes(
+    cut_off: tuple[E2EStack, int],
+) -> None:
+    stack, kube_port = cut_off
+    stack.register(e2e_spec(SERVICE, IRIS_REPOSITORY))
+    pushed = stack.push(f"{IRIS_REPOSITORY}:v1")
+    rollout_id = pushed.rollout_id(SERVICE)
+
+    started = time.monotonic()
+    [letter] = wait_until(
+        lambda: dead_letters(stack) or None, timeout=120, what="the deploy event dead-lettered"
+    )
+    print(f"dead-lettered and recorded {time.monotonic() - started:.1f}s after the push")
+    assert letter["source_subscription"] == "hekaton-deploy-push"
+    assert letter["original_topic"] == "hekaton-deploy"
+    assert letter["attempts"] == 5
+    assert rollout_id in str(letter["excerpt"]) and letter["replays"] == []
+    listing = stack.cli("dlq", "list")
+    assert listing.returncode == 0
+    assert f"{letter['id']}" in listing.stdout and "after 5 attempts" in listing.stdout
+    assert stack.rollout(rollout_id)["phase"] == "DEPLOYING"  # stuck, not lost
+    assert "Kubernetes API at http://127.0.0.1:" in stack.log_text("fn-deploy")
+
+    kube = urlsplit(stack.state.exports["kube_server"])
+    assert kube.hostname and kube.port
+    with Forwarder(kube_port, (kube.hostname, kube.port)):  # the fix: the API is reachable again
+        replayed = stack.cli("dlq", "replay", str(letter["id"]))
+        assert replayed.returncode == 0, replayed.stderr
+        assert "replayed" in replayed.stdout and "hekaton-deploy" in replayed.stdout
+        ended = stack.follow(SERVICE, rollout_id, timeout=120)
+        assert ended["phase"] == "PROMOTED", ended.get("reason")
+
+        again = stack.cli("dlq", "replay", str(letter["id"]))
+        assert again.returncode == 1 and "replayed already" in again.stderr
+        unknown = stack.cli("dlq", "replay", "dl-nothing-like-this")
+        assert unknown.returncode == 1 and "no dead letter" in unknown.stderr
+        nothing = stack.cli("dlq", "replay", "--all")
+        assert nothing.returncode == 0 and "no dead letters to replay" in nothing.stdout
+
+    [after] = dead_letters(stack)
+    [replay] = after["replays"]  # type: ignore[misc]
+    assert replay["topic"] == "hekaton-deploy" and replay["forced"] is False

@@ -74,7 +74,9 @@ class KubeProbe:
 
     name = "kubernetes"
 
-    def __init__(self, kube_server: str | None, ca_data: str | None, timeout_seconds: float) -> None:
+    def __init__(
+        self, kube_server: str | None, ca_data: str | None, timeout_seconds: float
+    ) -> None:
         self._server, self._ca_data, self._timeout = kube_server, ca_data, timeout_seconds
         self._api: Any = None
 

@@ -105,7 +105,8 @@ while IFS=$'\t' read -r kind name source entry topic; do
   dir="$STAGE/$name"
   mkdir -p "$dir/functions"
   cp -r "$ROOT/events" "$ROOT/shared" "$dir/"
-  cp "$ROOT/functions/__init__.py" "$ROOT/functions/_runtime.py" "$ROOT/functions/_steps.py" "$ROOT/functions/_http.py" "$ROOT/$source" "$dir/functions/"
+  # manifest.py: the dead-letter recorder finds a subscription's original topic in it.
+  cp "$ROOT/functions/__init__.py" "$ROOT/functions/_runtime.py" "$ROOT/functions/_steps.py" "$ROOT/functions/_http.py" "$ROOT/functions/manifest.py" "$ROOT/$source" "$dir/functions/"
   cp "$STAGE/requirements.txt" "$dir/"
   module="$(basename "$source" .py)"
   printf 'from functions.%s import %s  # noqa: F401\n' "$module" "$entry" > "$dir/main.py"

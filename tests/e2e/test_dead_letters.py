@@ -116,6 +116,7 @@ def test_a_dead_lettered_deploy_is_listed_replayed_once_fixed_and_the_rollout_co
     assert rollout_id in str(letter["excerpt"]) and letter["replays"] == []
     listing = stack.cli("dlq", "list")
     assert listing.returncode == 0
+    print(f"$ hekaton dlq list\n{listing.stdout}")
     assert f"{letter['id']}" in listing.stdout and "after 5 attempts" in listing.stdout
     assert stack.rollout(rollout_id)["phase"] == "DEPLOYING"  # stuck, not lost
     assert "Kubernetes API at http://127.0.0.1:" in stack.log_text("fn-deploy")
@@ -126,11 +127,13 @@ def test_a_dead_lettered_deploy_is_listed_replayed_once_fixed_and_the_rollout_co
         replayed = stack.cli("dlq", "replay", str(letter["id"]))
         assert replayed.returncode == 0, replayed.stderr
         assert "replayed" in replayed.stdout and "hekaton-deploy" in replayed.stdout
+        print(f"$ hekaton dlq replay {letter['id']}\n{replayed.stdout}")
         ended = stack.follow(SERVICE, rollout_id, timeout=120)
         assert ended["phase"] == "PROMOTED", ended.get("reason")
 
         again = stack.cli("dlq", "replay", str(letter["id"]))
         assert again.returncode == 1 and "replayed already" in again.stderr
+        print(f"$ hekaton dlq replay {letter['id']}\n{again.stderr}")
         unknown = stack.cli("dlq", "replay", "dl-nothing-like-this")
         assert unknown.returncode == 1 and "no dead letter" in unknown.stderr
         nothing = stack.cli("dlq", "replay", "--all")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
+from cli.main import main
 from events.pubsub import PUBSUB_EVENT_TYPE
 from events.steps import DEAD_LETTER_TOPIC, STEP_TOPICS, StepType
 from functions._runtime import handle_pubsub
@@ -20,6 +21,7 @@ from shared.api import control
 from shared.api.http import ApiRequest
 from shared.api.serve import serve
 from shared.dead_letters import MAX_EXCERPT, MAX_KEPT_DATA, REPLAY_OF
+from shared.errors import RetryableError
 from tests.fakes import World
 from tests.tokens import Issuer
 
@@ -74,9 +76,14 @@ class Api:
         return response.status, json.loads(response.encoded())
 
 
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Issuer:
+    """One signing key for the module (making an RSA key is the slow part of each test)."""
+    return Issuer.create(tmp_path_factory.mktemp("issuer"))
+
+
 @pytest.fixture
-def api(tmp_path: Any) -> Api:
-    issuer = Issuer.create(tmp_path)
+def api(issuer: Issuer) -> Api:
     return Api(World.create(**issuer.settings()), issuer)
 
 
@@ -207,3 +214,25 @@ def test_every_dead_lettering_subscription_maps_back_to_its_topic() -> None:
         assert topic_for_subscription(eventarc) == function.trigger_topic
     assert topic_for_subscription("projects/p/subscriptions/hekaton-dead-letter-push") is None
     assert topic_for_subscription(None) is None
+
+
+def test_a_store_failure_while_recording_raises_so_pubsub_redelivers_the_dead_letter(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(dead_letter_id: str) -> None:
+        raise RetryableError("Firestore read got no answer within 5.0s")
+
+    monkeypatch.setattr(api.world.store, "get_dead_letter", unavailable)
+    with pytest.raises(RetryableError):
+        deliver(api.world, dead_letter_event())
+    monkeypatch.undo()
+    assert api.world.store.list_dead_letters() == []
+    assert api.world.store.list_ignored() == []  # not bad input: it will come again
+
+
+@pytest.mark.parametrize("argv", [["dlq", "replay"], ["dlq", "replay", "dl-x", "--all"]])
+def test_replay_needs_exactly_one_of_an_id_and_all(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert "name one dead letter ID or --all" in capsys.readouterr().err

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "cli.demo",  # demo
     "cli.load_commands",  # load
     "cli.dashboard_commands",  # dashboard
+    "cli.context_commands",  # context add | use | list | remove
 )
 
 
@@ -28,6 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hekaton",
         description="Progressive delivery for ML model APIs on Knative, and its local stack.",
     )
+    where = parser.add_argument_group(
+        "which deployment (default: the current context, else the local stack)"
+    )
+    where.add_argument("--project", help="the GCP project hekaton is deployed in")
+    where.add_argument("--region", help="the region of its functions (e.g. europe-west1)")
+    where.add_argument("--context", help="a saved context (`hekaton context list`); `local`")
+    where.add_argument("--status-url", help="the read API's URL (default: derived)")
+    where.add_argument("--control-url", help="the control API's URL (default: derived)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -37,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; returns its exit code."""
     args = build_parser().parse_args(argv)
+    from cli.target import Choice, choose
+
+    choose(
+        Choice(
+            project=args.project,
+            region=args.region,
+            context=args.context,
+            status_url=args.status_url,
+            control_url=args.control_url,
+        )
+    )
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

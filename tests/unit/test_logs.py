@@ -229,3 +229,24 @@ def test_an_unexpected_error_is_logged_at_error_with_what_to_check_and_retried(
     assert line["severity"] == "ERROR"
     assert "Pub/Sub will redeliver it. Check" in line["message"] and "KeyError" in line["message"]
     assert line[logs.LABELS_KEY]["rollout"] == "iris-r3"
+
+
+def test_an_api_request_logs_in_cloud_runs_trace_with_its_function(
+    lines: list[dict[str, Any]],
+) -> None:
+    from shared.api.http import ApiRequest
+    from shared.api.serve import public_paths, serve
+
+    request = ApiRequest(
+        method="GET",
+        path="/services",
+        headers={"traceparent": TRACEPARENT, "authorization": f"Bearer {JWT}"},
+    )
+    answer = serve(
+        World.create().deps, request, lambda *_: None, public_paths("read"), function="status"
+    )
+    assert answer.status == 401
+    (line,) = lines
+    assert line[logs.LABELS_KEY] == {"function": "status"}
+    assert line[logs.TRACE_KEY].endswith("0af7651916cd43dd8448eb211c80319c")
+    assert JWT not in json.dumps(line)

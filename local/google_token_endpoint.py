@@ -130,3 +130,45 @@ class GoogleTokenEndpoint:
                 return  # quiet: the test's output is the assertion
 
         return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl-C, with one service-account key written for `--email`: try the CLI's GCP
+    token path against the local stack (`hekaton --project … --status-url … status SERVICE`)."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m local.google_token_endpoint")
+    default_state = os.environ.get("HEKATON_STATE_DIR") or str(
+        Path(__file__).resolve().parents[1] / ".hekaton"
+    )
+    parser.add_argument("--state-dir", default=default_state, help="the running stack's state")
+    parser.add_argument("--email", default="ci-deployer@hekaton.local", help="the key's account")
+    parser.add_argument("--key", default="", help="where to write the key (default: state dir)")
+    args = parser.parse_args(argv)
+    state_dir = Path(args.state_dir)
+    try:
+        endpoint = GoogleTokenEndpoint(state_dir)
+    except FileNotFoundError:
+        print(f"no stack signing key under {state_dir}: start one with `hekaton up --detach`")
+        return 2
+    key = Path(args.key) if args.key else auth_dir(state_dir) / "service-account.json"
+    endpoint.register(
+        args.email, write_service_account_key(key, args.email, endpoint.token_uri, "local")
+    )
+    endpoint.start()
+    print(
+        f"export GOOGLE_APPLICATION_CREDENTIALS={key}  # {args.email}, tokens from {endpoint.token_uri}",
+        flush=True,
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        endpoint.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -99,7 +99,11 @@ def expires_at(token: str) -> float:
 
 
 class GoogleTokens:
-    """Chooses the token source and caches its tokens per audience (see the module docstring)."""
+    """Chooses the token source and caches its tokens per audience (see the module docstring).
+
+    `env` (default: the process environment) is what the choice reads; google-auth itself always
+    reads the process environment, so only tests with fake sources pass another one.
+    """
 
     def __init__(
         self,

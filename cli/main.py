@@ -23,6 +23,10 @@ COMMAND_MODULES = (
 )
 
 
+# Commands about the local stack only: a deployment flag would be silently ignored, so it is refused.
+LOCAL_ONLY = frozenset({"up", "down", "env", "ps", "demo", "load", "token"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every module's subcommands."""
     parser = argparse.ArgumentParser(
@@ -48,15 +52,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from cli.target import Choice, choose
 
-    choose(
-        Choice(
-            project=args.project,
-            region=args.region,
-            context=args.context,
-            status_url=args.status_url,
-            control_url=args.control_url,
-        )
+    choice = Choice(
+        project=args.project,
+        region=args.region,
+        context=args.context,
+        status_url=args.status_url,
+        control_url=args.control_url,
     )
+    if args.command in LOCAL_ONLY and choice != Choice(context="local") and choice != Choice():
+        print(
+            f"error: `hekaton {args.command}` works on the local stack only; drop "
+            "--project/--region/--context/--status-url/--control-url",
+            file=sys.stderr,
+        )
+        return 2
+    choose(choice)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

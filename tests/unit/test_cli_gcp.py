@@ -382,3 +382,11 @@ def test_a_push_to_gcp_needs_the_real_digest(capsys: pytest.CaptureFixture[str])
     argv = ["--project", "my-proj-1", "--region", "europe-west1", "push", "r.example/m:v2"]
     assert main(argv) == 2
     assert "give the image's digest (r.example/m:v2@sha256:...)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["up", "--detach"], ["token"], ["env"]])
+def test_a_local_only_command_refuses_deployment_flags(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--project", "my-proj-1", *command]) == 2
+    assert f"`hekaton {command[0]}` works on the local stack only" in capsys.readouterr().err

@@ -7,7 +7,8 @@ Sources, first that applies:
 3. `gcloud auth print-identity-token` (a user account of `gcloud auth login`): Google gives a user
    no token for an arbitrary audience, so the token's audience is gcloud's own OAuth client id
    (`GCLOUD_AUDIENCE`); Cloud Run accepts it from an invoker, and deploy.sh lists it among the
-   audiences the APIs accept.
+   audiences the APIs accept. With `$HEKATON_IMPERSONATE_SERVICE_ACCOUNT=SA`, gcloud prints SA's
+   token for the API's URL instead (the user needs `roles/iam.serviceAccountTokenCreator` on SA).
 4. The metadata server (on a GCE VM, Cloud Shell, Cloud Run): `fetch_id_token` again. Tried last
    because finding out there is none costs ~2 s.
 
@@ -28,13 +29,16 @@ from collections.abc import Callable
 # The audience of the ID tokens `gcloud auth print-identity-token` prints for a user account.
 GCLOUD_AUDIENCE = "32555940559.apps.googleusercontent.com"
 GCLOUD_TIMEOUT_SECONDS = 30.0
+# Impersonate this service account (gcloud, for the API's URL) instead of using the user's token.
+IMPERSONATE_ENV = "HEKATON_IMPERSONATE_SERVICE_ACCOUNT"
 LOGIN_HINT = (
     "run `gcloud auth login` (a user account), or set GOOGLE_APPLICATION_CREDENTIALS to a "
     "service-account key file"
 )
 
 Fetch = Callable[[str], str]  # audience -> ID token (google-auth's fetch_id_token)
-Gcloud = Callable[[], str]  # -> ID token of gcloud's active account
+# (audience, service account to impersonate or None) -> ID token from gcloud
+Gcloud = Callable[[str, str | None], str]
 
 
 class NoCredentials(RuntimeError):
@@ -58,14 +62,21 @@ def fetch_with_google_auth(audience: str) -> str:
     return str(token)
 
 
-def print_identity_token(executable: str | None = None) -> str:
-    """`gcloud auth print-identity-token` of the active account; NoCredentials with gcloud's reason."""
+def print_identity_token(
+    audience: str = "", impersonate: str | None = None, *, executable: str | None = None
+) -> str:
+    """`gcloud auth print-identity-token` of the active account (the audience is then gcloud's
+    own), or of `impersonate` for `audience`; NoCredentials with gcloud's reason."""
     gcloud = executable or shutil.which("gcloud")
     if gcloud is None:
         raise NoCredentials("gcloud is not installed (or not on PATH)")
+    argv = [gcloud, "auth", "print-identity-token", "--quiet"]
+    if impersonate:
+        argv += [f"--impersonate-service-account={impersonate}", f"--audiences={audience}"]
+        argv.append("--include-email")
     try:
         done = subprocess.run(
-            [gcloud, "auth", "print-identity-token", "--quiet"],
+            argv,
             capture_output=True,
             text=True,
             timeout=GCLOUD_TIMEOUT_SECONDS,
@@ -149,10 +160,11 @@ class GoogleTokens:
                     "and run `gcloud auth login`"
                 ) from None
         problems = []
+        impersonate = env.get(IMPERSONATE_ENV, "").strip() or None
         if self._which("gcloud"):
             self.source = "gcloud auth print-identity-token"
             try:
-                return self._gcloud()
+                return self._gcloud(audience, impersonate)
             except NoCredentials as exc:
                 problems.append(str(exc))
         else:

@@ -174,8 +174,8 @@ class Sources:
             raise NoCredentials("google-auth found no credentials (none)")
         return self.fetch_answer
 
-    def gcloud(self) -> str:
-        self.calls.append(("gcloud", ""))
+    def gcloud(self, audience: str, impersonate: str | None) -> str:
+        self.calls.append(("gcloud", f"{audience} as {impersonate}" if impersonate else ""))
         if self.gcloud_answer is None:
             raise NoCredentials("`gcloud auth print-identity-token` failed: no active account")
         return self.gcloud_answer
@@ -262,15 +262,38 @@ def _fake_gcloud(folder: Path, stdout: str, stderr: str, code: int) -> str:
 
 def test_gcloud_is_asked_for_the_active_accounts_identity_token(tmp_path: Path) -> None:
     gcloud = _fake_gcloud(tmp_path, "eyJ.user.token\n", "", 0)
-    assert print_identity_token(gcloud) == "eyJ.user.token"
+    assert print_identity_token(executable=gcloud) == "eyJ.user.token"
     assert (tmp_path / "calls").read_text().split() == ["auth", "print-identity-token", "--quiet"]
+
+
+def test_gcloud_impersonates_a_service_account_for_the_apis_url(tmp_path: Path) -> None:
+    gcloud = _fake_gcloud(tmp_path, "eyJ.sa.token", "", 0)
+    assert print_identity_token(STATUS, "ops@p.iam.gserviceaccount.com", executable=gcloud)
+    assert (tmp_path / "calls").read_text().split()[3:] == [
+        "--impersonate-service-account=ops@p.iam.gserviceaccount.com",
+        f"--audiences={STATUS}",
+        "--include-email",
+    ]
+
+
+def test_the_impersonation_setting_reaches_gcloud_per_audience() -> None:
+    sources = Sources(gcloud="sa-token")
+    tokens = sources.tokens(
+        {"HEKATON_IMPERSONATE_SERVICE_ACCOUNT": "ops@p.iam.gserviceaccount.com"}
+    )
+    tokens.token(STATUS)
+    tokens.token(CONTROL)
+    assert sources.calls == [
+        ("gcloud", f"{STATUS} as ops@p.iam.gserviceaccount.com"),
+        ("gcloud", f"{CONTROL} as ops@p.iam.gserviceaccount.com"),
+    ]
 
 
 def test_gcloud_without_an_account_reports_its_own_error_line(tmp_path: Path) -> None:
     error = "ERROR: (gcloud.auth.print-identity-token) You do not currently have an active account"
     gcloud = _fake_gcloud(tmp_path, "", error, 1)
     with pytest.raises(NoCredentials, match=r"You do not currently have an active account"):
-        print_identity_token(gcloud)
+        print_identity_token(executable=gcloud)
 
 
 def test_the_gcloud_user_audience_is_googles_sdk_client() -> None:

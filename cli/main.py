@@ -33,14 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hekaton",
         description="Progressive delivery for ML model APIs on Knative, and its local stack.",
     )
+    # Own dests: a subcommand's option of the same name (`up --project`) must not overwrite them.
     where = parser.add_argument_group(
         "which deployment (default: the current context, else the local stack)"
     )
-    where.add_argument("--project", help="the GCP project hekaton is deployed in")
-    where.add_argument("--region", help="the region of its functions (e.g. europe-west1)")
-    where.add_argument("--context", help="a saved context (`hekaton context list`); `local`")
-    where.add_argument("--status-url", help="the read API's URL (default: derived)")
-    where.add_argument("--control-url", help="the control API's URL (default: derived)")
+    where.add_argument(
+        "--project", dest="target_project", help="the GCP project hekaton is deployed in"
+    )
+    where.add_argument(
+        "--region", dest="target_region", help="the region of its functions (e.g. europe-west1)"
+    )
+    where.add_argument(
+        "--context", dest="target_context", help="a saved context (`hekaton context list`); `local`"
+    )
+    where.add_argument(
+        "--status-url", dest="target_status_url", help="the read API's URL (default: derived)"
+    )
+    where.add_argument(
+        "--control-url", dest="target_control_url", help="the control API's URL (default: derived)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -53,11 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cli.target import Choice, choose
 
     choice = Choice(
-        project=args.project,
-        region=args.region,
-        context=args.context,
-        status_url=args.status_url,
-        control_url=args.control_url,
+        project=args.target_project,
+        region=args.target_region,
+        context=args.target_context,
+        status_url=args.target_status_url,
+        control_url=args.target_control_url,
     )
     if args.command in LOCAL_ONLY and choice != Choice(context="local") and choice != Choice():
         print(

@@ -114,7 +114,7 @@ while IFS=$'\t' read -r kind name source entry topic; do
     --runtime "$RUNTIME" --source "$dir" --entry-point "$entry" --service-account "$SA"
     # '^|^' makes '|' the separator: the principal patterns are a comma-separated list.
     # The APIs accept Google ID tokens whose audience is the function's URL.
-    --set-env-vars "^|^HEKATON_PROJECT=$PROJECT|HEKATON_LOG_FORMAT=json|HEKATON_KUBE_SERVER=$KUBE_SERVER|HEKATON_KUBE_CA_DATA=$KUBE_CA${INGRESS_URL:+|HEKATON_INGRESS_URL=$INGRESS_URL}|HEKATON_AUTH_AUDIENCES=https://$REGION-$PROJECT.cloudfunctions.net/hekaton-$name|HEKATON_ALLOWED_PRINCIPALS=$ALLOWED_PRINCIPALS|$METRICS_ENV" --memory 256Mi --timeout 120s)
+    --set-env-vars "^|^HEKATON_PROJECT=$PROJECT|HEKATON_LOG_FORMAT=json|HEKATON_KUBE_SERVER=$KUBE_SERVER|HEKATON_KUBE_CA_DATA=$KUBE_CA${INGRESS_URL:+|HEKATON_INGRESS_URL=$INGRESS_URL}|HEKATON_AUTH_AUDIENCES=https://$REGION-$PROJECT.cloudfunctions.net/hekaton-$name,32555940559.apps.googleusercontent.com|HEKATON_ALLOWED_PRINCIPALS=$ALLOWED_PRINCIPALS|$METRICS_ENV" --memory 256Mi --timeout 120s)
   if [[ "$topic" == "-" ]]; then
     run "${common[@]}" --trigger-http --no-allow-unauthenticated
   else

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from cli.google_tokens import NoCredentials
 from cli.target import Target
 
 NO_TOKEN = (
@@ -48,7 +49,10 @@ def request(
 ) -> Any:
     """One API call with the bearer token; the decoded JSON, or Refusal/CommandError."""
     base = _url(target, api)
-    token = target.token()
+    try:
+        token = target.token(base)
+    except NoCredentials as exc:
+        raise CommandError(f"cannot call the {api} API at {base}: {exc}") from None
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if api == "control":
         headers["Idempotency-Key"] = key or uuid.uuid4().hex
@@ -61,17 +65,59 @@ def request(
             timeout=timeout,
         )
     except httpx.HTTPError as exc:
-        raise CommandError(f"{api} API at {base} unreachable: {exc}") from exc
+        raise CommandError(
+            f"{api} API at {base} unreachable ({type(exc).__name__}: {exc}): check the URL "
+            "(--status-url/--control-url, or the context's project and region) and your network"
+        ) from exc
     try:
         data = response.json()
     except ValueError:
-        data = {"error": response.text[:500]}
+        data = None
     if response.status_code >= 400:
-        message = data.get("error", response.text) if isinstance(data, dict) else response.text
-        if response.status_code == 401 and not token:
+        ours = isinstance(data, dict) and "error" in data
+        message = str(data["error"]) if ours else _text(response)
+        if response.status_code in (401, 403) and target.google is not None:
+            message = access_hint(response.status_code, message, base, api, ours=ours)
+        elif response.status_code == 401 and not token:
             message = f"{message} ({NO_TOKEN})"
-        raise Refusal(response.status_code, str(message))
-    return data
+        raise Refusal(response.status_code, message)
+    return data if data is not None else {"error": response.text[:500]}
+
+
+def _text(response: httpx.Response) -> str:
+    """A non-JSON error body (Google's front end answers HTML) as one short line."""
+    text = " ".join(response.text.split())
+    return f"HTTP {response.status_code}: {text[:300]}" if text else f"HTTP {response.status_code}"
+
+
+def access_hint(status: int, message: str, base: str, api: str, *, ours: bool) -> str:
+    """What a 401/403 from a GCP deployment means and which grant is missing.
+
+    Without `ours` the answer came from Cloud Run's front end, before hekaton saw the call (no or a
+    bad token, or no `roles/run.invoker`); with it, hekaton's own check refused (audience, issuer,
+    or a principal outside the allowed patterns).
+    """
+    function = (
+        base.rstrip("/").rsplit("/", 1)[-1] or f"hekaton-{'status' if api == 'read' else api}"
+    )
+    invoker = (
+        f"`roles/run.invoker` on the Cloud Run service {function} (gcloud functions "
+        f"add-invoker-policy-binding {function} --region REGION --member user:YOU)"
+    )
+    allowed = "your account in the deployment's allowed principals (deploy.sh --allowed-principals)"
+    if status == 403 and not ours:
+        return f"{message}: Cloud Run refused the call: your account needs {invoker}"
+    if status == 403:
+        return f"{message}: the {api} API needs {allowed}"
+    if not ours:
+        return (
+            f"{message}: Cloud Run did not accept the ID token (expired, or for another "
+            f"audience than {base}): log in again (`gcloud auth login`), and check you have {invoker}"
+        )
+    return (
+        f"{message}: the {api} API did not accept the ID token; it accepts the audiences "
+        f"deploy.sh sets (HEKATON_AUTH_AUDIENCES: {base} and gcloud's user-token audience)"
+    )
 
 
 def fetch(target: Target, path: str) -> Any:

@@ -20,7 +20,12 @@ COMMAND_MODULES = (
     "cli.load_commands",  # load
     "cli.dashboard_commands",  # dashboard
     "cli.dlq_commands",  # dlq list, dlq replay
+    "cli.context_commands",  # context add | use | list | remove
 )
+
+
+# Commands about the local stack only: a deployment flag would be silently ignored, so it is refused.
+LOCAL_ONLY = frozenset({"up", "down", "env", "ps", "demo", "load", "token"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hekaton",
         description="Progressive delivery for ML model APIs on Knative, and its local stack.",
+    )
+    # Own dests: a subcommand's option of the same name (`up --project`) must not overwrite them.
+    where = parser.add_argument_group(
+        "which deployment (default: the current context, else the local stack)"
+    )
+    where.add_argument(
+        "--project", dest="target_project", help="the GCP project hekaton is deployed in"
+    )
+    where.add_argument(
+        "--region", dest="target_region", help="the region of its functions (e.g. europe-west1)"
+    )
+    where.add_argument(
+        "--context", dest="target_context", help="a saved context (`hekaton context list`); `local`"
+    )
+    where.add_argument(
+        "--status-url", dest="target_status_url", help="the read API's URL (default: derived)"
+    )
+    where.add_argument(
+        "--control-url", dest="target_control_url", help="the control API's URL (default: derived)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
@@ -38,6 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; returns its exit code."""
     args = build_parser().parse_args(argv)
+    from cli.target import Choice, choose
+
+    choice = Choice(
+        project=args.target_project,
+        region=args.target_region,
+        context=args.target_context,
+        status_url=args.target_status_url,
+        control_url=args.target_control_url,
+    )
+    if args.command in LOCAL_ONLY and choice != Choice(context="local") and choice != Choice():
+        print(
+            f"error: `hekaton {args.command}` works on the local stack only; drop "
+            "--project/--region/--context/--status-url/--control-url",
+            file=sys.stderr,
+        )
+        return 2
+    choose(choice)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

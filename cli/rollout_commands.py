@@ -80,14 +80,37 @@ def publish_push(target: Target, body: dict[str, str] | bytes) -> str:
 def publish(
     target: Target, topic: str, body: dict[str, str | None] | dict[str, str] | bytes
 ) -> str:
-    """Publish a JSON body (or raw bytes) to one of hekaton's topics; returns the message id."""
+    """Publish a JSON body (or raw bytes) to one of hekaton's topics; returns the message id.
+
+    Against GCP this uses the user's application default credentials; a missing login or role
+    becomes a CommandError saying what to run or grant.
+    """
+    from google.api_core import exceptions as api_errors
+    from google.auth import exceptions as auth_errors
     from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
 
     target.apply_env()
-    publisher = pubsub_v1.PublisherClient()
+    where = f"topic {topic} of project {target.project}"
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    future = publisher.publish(publisher.topic_path(target.project, topic), data)
-    return str(future.result(timeout=30))
+    try:
+        publisher = pubsub_v1.PublisherClient()
+        future = publisher.publish(publisher.topic_path(target.project, topic), data)
+        return str(future.result(timeout=30))
+    except auth_errors.DefaultCredentialsError:
+        raise CommandError(
+            f"cannot publish to {where}: no Google credentials; run "
+            "`gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS)"
+        ) from None
+    except api_errors.PermissionDenied as exc:
+        raise CommandError(
+            f"cannot publish to {where}: permission denied ({exc.message}); your account needs "
+            f"roles/pubsub.publisher on it (gcloud pubsub topics add-iam-policy-binding {topic} "
+            f"--project {target.project} --member user:YOU --role roles/pubsub.publisher)"
+        ) from None
+    except api_errors.NotFound:
+        raise CommandError(
+            f"cannot publish to {where}: no such topic (has `./deploy.sh gcp` run there?)"
+        ) from None
 
 
 def wait_for_rollout(
@@ -343,6 +366,11 @@ def _exists(target: Target, rollout_id: str) -> bool:
 
 def _cmd_push(args: argparse.Namespace) -> int:
     target = resolve()
+    if target.google is not None and not args.delete and "@" not in args.image:
+        raise CommandError(
+            f"against GCP, give the image's digest ({args.image}@sha256:...): only the local "
+            "registry's digests can be derived from a tag"
+        )
     body = registry_message(args.image, delete=args.delete)
     message_id = publish_push(target, body)
     if args.no_wait or args.delete:

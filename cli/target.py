@@ -1,11 +1,18 @@
-"""Where the CLI's commands point: the local stack's stack.json, or explicit settings for a real project."""
+"""Where the CLI's commands point: a GCP deployment (flags, a saved context) or the local stack.
+
+Order: `--project`/`--context` flags; `$HEKATON_PROJECT` (with `$HEKATON_STATUS_URL`/`$HEKATON_CONTROL_URL`);
+the current saved context (`hekaton context use`); the running local stack's stack.json.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from cli.contexts import Context, ContextError, ContextStore
+from cli.google_tokens import GoogleTokens
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,10 +32,15 @@ class Target:
     control_url: str | None = None
     # The local stack's state folder, whose signing key mints tokens (None: use $HEKATON_TOKEN).
     stack_dir: Path | None = None
+    # A GCP deployment: calls carry the user's Google ID token (None: local or $HEKATON_TOKEN).
+    google: GoogleTokens | None = field(default=None, compare=False)
 
-    def token(self) -> str | None:
-        """The bearer token: $HEKATON_TOKEN, else one minted with the local stack's key (None when
-        there is neither: the API then answers 401 and says why)."""
+    def token(self, audience: str = "") -> str | None:
+        """The bearer token: a Google ID token for `audience` (the API's URL) against GCP; else
+        $HEKATON_TOKEN, else one minted with the local stack's key (None when there is neither:
+        the API then answers 401 and says why). NoCredentials when GCP's sources have none."""
+        if self.google is not None:
+            return self.google.token(audience)
         given = os.environ.get("HEKATON_TOKEN")
         if given:
             return given.strip()
@@ -55,8 +67,79 @@ def state_dir() -> Path:
     return Path(os.environ.get("HEKATON_STATE_DIR") or REPO_ROOT / ".hekaton")
 
 
+@dataclass(frozen=True)
+class Choice:
+    """What the global flags asked for (`hekaton --project P --region R --context NAME ...`)."""
+
+    project: str | None = None
+    region: str | None = None
+    context: str | None = None
+    status_url: str | None = None
+    control_url: str | None = None
+
+
+_choice = Choice()
+
+
+def choose(choice: Choice) -> None:
+    """Remember the global flags for every `resolve()` of this command (set once by main)."""
+    global _choice
+    _choice = choice
+
+
+def function_url(project: str, region: str, function: str) -> str:
+    """A deployed function's 2nd-gen URL (deploy.sh names them `hekaton-<function>`)."""
+    return f"https://{region}-{project}.cloudfunctions.net/hekaton-{function}"
+
+
+def gcp_target(context: Context) -> Target:
+    """The Target of a GCP deployment: explicit URLs win, else derived from project and region."""
+    context.checked()
+    urls = {}
+    for api, explicit in (("status", context.status_url), ("control", context.control_url)):
+        if explicit:
+            urls[api] = explicit
+        elif context.region:
+            urls[api] = function_url(context.project, context.region, api)
+        else:
+            raise TargetError(
+                f"no region for project {context.project}: pass --region R (where deploy.sh put "
+                f"the functions), or --{api}-url URL"
+            )
+    return Target(
+        project=context.project,
+        status_url=urls["status"],
+        control_url=urls["control"],
+        google=GoogleTokens(),
+    )
+
+
+def _chosen_context(choice: Choice, store: ContextStore) -> Context | None:
+    """The GCP deployment the flags or the current context name, merged (flags win), or None."""
+    name = choice.context
+    if name is None and not choice.project and not os.environ.get("HEKATON_PROJECT"):
+        name = store.current()
+    base = store.get(name) if name and name != "local" else None
+    if base is None and not choice.project:
+        if any((choice.region, choice.status_url, choice.control_url)):
+            raise TargetError("--region/--status-url/--control-url need --project or --context")
+        return None
+    return Context(
+        project=choice.project or (base.project if base else ""),
+        region=choice.region or (base.region if base else None),
+        status_url=choice.status_url or (base.status_url if base else None),
+        control_url=choice.control_url or (base.control_url if base else None),
+    )
+
+
 def resolve() -> Target:
-    """Use HEKATON_PROJECT/HEKATON_STATUS_URL when set, else the running local stack."""
+    """The deployment the flags, $HEKATON_PROJECT or the current context name; else the local stack."""
+    try:
+        chosen = _chosen_context(_choice, ContextStore())
+        if chosen is not None:
+            return gcp_target(chosen)
+    except ContextError as exc:
+        raise TargetError(str(exc)) from None
     project = os.environ.get("HEKATON_PROJECT")
     if project:
         return Target(

@@ -58,9 +58,10 @@ class StepEvent:
     id: str = ""
     time: str = ""
 
-    def to_json(self, source: str) -> bytes:
-        """Serialise as a structured-mode CloudEvent (JSON), the Pub/Sub message body."""
-        envelope = {
+    def to_json(self, source: str, *, traceparent: str | None = None) -> bytes:
+        """Serialise as a structured-mode CloudEvent (JSON), the Pub/Sub message body (with the
+        `traceparent` extension when given)."""
+        envelope: dict[str, Any] = {
             "specversion": SPEC_VERSION,
             "type": self.type.value,
             "source": SOURCE_PREFIX + source,
@@ -76,6 +77,8 @@ class StepEvent:
                 "cause": self.cause,
             },
         }
+        if traceparent:
+            envelope["traceparent"] = traceparent
         return json.dumps(envelope, separators=(",", ":")).encode()
 
     def as_dict(self) -> dict[str, Any]:

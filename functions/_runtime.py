@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from events import trace
 from events.errors import MalformedEvent
 from events.pubsub import PUBSUB_EVENT_TYPE, PubSubMessage, parse_message, topic_from_source
 from shared import logs, metering
@@ -21,7 +22,7 @@ def deps() -> Deps:
     global _deps
     if _deps is None:
         settings = Settings.from_env()
-        logs.configure(fmt=settings.log_format)
+        logs.configure(fmt=settings.log_format, project=settings.project)
         _deps = Deps(settings)
     return _deps
 
@@ -39,7 +40,6 @@ def handle_pubsub(
     failures raise so Pub/Sub redelivers (and, after the subscription's limit, dead-letters).
     """
     d = dependencies or deps()
-    log = logs.get_logger(function)
     event_id = _attr(cloud_event, "id") or "unknown"
     event_type = _attr(cloud_event, "type")
     if event_type != PUBSUB_EVENT_TYPE:
@@ -57,21 +57,42 @@ def handle_pubsub(
         # The envelope is unusable, but the topic it came from is known: keep it on the record.
         _record(d, function, event_id, exc.reason, topic=topic_from_source(source))
         return None
+    # The rollout's trace (every step event carries it), else the trace Eventarc gave the event.
+    context = trace.parse(message.attributes.get(trace.ATTRIBUTE)) or trace.parse(
+        _attr(cloud_event, trace.ATTRIBUTE)
+    )
+    with logs.scope(
+        trace_context=context,
+        function=function,
+        rollout=message.attributes.get("rollout"),
+        service=message.attributes.get("service"),
+    ):
+        return _run(d, function, message, work)
+
+
+def _run(
+    d: Deps, function: str, message: PubSubMessage, work: Callable[[Deps, PubSubMessage], Any]
+) -> Any:
+    """`work` on one decoded message, inside its log scope; errors mapped to ack or retry."""
+    log = logs.get_logger(function)
     try:
         with metering.invocation() as usage:
             result = work(d, message)
-        log.info(
-            "%s handled message %s",
-            function,
-            message.message_id,
-            extra={
-                "message_id": message.message_id,
-                "rollout": getattr(result, "rollout_id", None) or getattr(result, "started", None),
-                "outcome": getattr(result, "status", None),
-                "ignored": getattr(result, "ignored", None),
-                "usage": dict(usage),
-            },
-        )
+        rollouts = [getattr(result, "rollout_id", None), *getattr(result, "started", [])]
+        for rollout in [r for r in rollouts if r] or [None]:  # one line per rollout it touched
+            log.info(
+                "%s handled message %s",
+                function,
+                message.message_id,
+                extra={
+                    "message_id": message.message_id,
+                    "rollout": rollout,
+                    "service": getattr(result, "service_of", {}).get(rollout),
+                    "outcome": getattr(result, "status", None),
+                    "ignored": getattr(result, "ignored", None),
+                    "usage": dict(usage),
+                },
+            )
         return result
     except MalformedEvent as exc:
         _record(d, function, message.message_id, exc.reason, message.excerpt(), message.topic)
@@ -88,6 +109,16 @@ def handle_pubsub(
         log.warning(
             "retryable failure, Pub/Sub will redeliver: %s",
             exc,
+            extra={"message_id": message.message_id},
+        )
+        raise
+    except Exception:
+        log.exception(
+            "%s failed on message %s with an unexpected error; Pub/Sub will redeliver it. Check "
+            "the stack trace, the function's settings (HEKATON_*), and that Firestore, Pub/Sub "
+            "and the cluster answer",
+            function,
+            message.message_id,
             extra={"message_id": message.message_id},
         )
         raise

@@ -17,4 +17,6 @@ public = public_paths("control")
 @functions_framework.http
 def control(request: Any) -> tuple[bytes, int, dict[str, str]]:
     """JSON control API; see /openapi.json."""
-    return flask_response(serve(deps(), api_request(request), api.routes, public))
+    return flask_response(
+        serve(deps(), api_request(request), api.routes, public, function="control")
+    )

@@ -18,7 +18,7 @@ public = public_paths("read")
 
 def answer(d: Deps, request: ApiRequest) -> ApiResponse:
     """One read request through the token gate (split out so it is testable without HTTP)."""
-    return serve(d, request, read.routes, public)
+    return serve(d, request, read.routes, public, function="status")
 
 
 @functions_framework.http

@@ -155,6 +155,7 @@ def http_server_component(
     exports: Callable[[str], Mapping[str, str]] | None = None,
     host: str = "127.0.0.1",
     timeout: float = 30.0,
+    url_env: Callable[[StackContext, str], Mapping[str, str]] | None = None,
 ) -> Component:
     """A component that serves HTTP on a port we choose (e.g. one functions-framework process).
 
@@ -162,12 +163,15 @@ def http_server_component(
     ``ctx.client_env()``). Healthy = a process of its group listens on the port and
     ``GET health_path`` gets a response ``accept(status, body)`` likes (any status by default:
     a function that only takes POST still proves it is serving). ``exports(url)`` names the
-    stack.json keys it publishes. A lost race for the port is retried on a fresh one.
+    stack.json keys it publishes. ``url_env(ctx, url)`` adds variables that need the server's own
+    URL (an API accepting tokens for its URL). A lost race for the port is retried on a fresh one.
     """
 
     def launch(ctx: StackContext) -> Launch:
         port = free_port(host)
         full_env = {**os.environ, **(env(ctx) if env else {})}
+        if url_env is not None:
+            full_env.update(url_env(ctx, f"http://{host}:{port}"))
         return Launch(argv=tuple(command(port, ctx)), env=full_env, cwd=cwd, port=port)
 
     def probe(launch: Launch, process: ManagedProcess) -> Ready | None:

@@ -116,7 +116,16 @@ def function_component(
         if function.name in URL_EXPORTS
         else None,
         timeout=timeout,
+        url_env=own_url_audience if function.http else None,
     )
+
+
+def own_url_audience(ctx: StackContext, url: str) -> dict[str, str]:
+    """An HTTP function also accepts tokens whose audience is its own URL, as deploy.sh sets in GCP
+    (so the CLI's Google ID token path, which asks for the URL as audience, works locally too)."""
+    if "auth_audience" not in ctx.exports:
+        return {}
+    return {"HEKATON_AUTH_AUDIENCES": f"{ctx.exports['auth_audience']},{url}"}
 
 
 def wire_subscriptions(ctx: StackContext) -> Mapping[str, str]:

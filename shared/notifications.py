@@ -55,7 +55,7 @@ def publish_transitions(
                 "transition event %s not published (the sweep re-publishes it): %s",
                 event.id,
                 type(exc).__name__,
-                extra={"rollout": rollout.id, "event": event.id},
+                extra={"rollout": rollout.id, "service": rollout.service, "event": event.id},
             )
     return sent
 

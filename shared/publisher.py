@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from events import trace
 from events.steps import StepEvent
 from events.transitions import EVENTS_TOPIC, TRANSITION_TYPE, TransitionEvent
 from shared import metering
@@ -47,11 +48,17 @@ class PubSubPublisher:
         )
 
     def publish_step(self, event: StepEvent, *, source: str) -> str:
-        """Publish and wait for the server's ack; return the message id."""
+        """Publish and wait for the server's ack; return the message id (in the rollout's trace)."""
+        traceparent = trace.for_rollout(event.rollout_id).header()
         return self.publish_raw(
             event.type.topic,
-            event.to_json(source),
-            {"ce-type": event.type.value, "rollout": event.rollout_id, "service": event.service},
+            event.to_json(source, traceparent=traceparent),
+            {
+                "ce-type": event.type.value,
+                "rollout": event.rollout_id,
+                "service": event.service,
+                trace.ATTRIBUTE: traceparent,
+            },
         )
 
     def publish_transition(self, event: TransitionEvent) -> str:
@@ -59,7 +66,13 @@ class PubSubPublisher:
         return self.publish_raw(
             EVENTS_TOPIC,
             event.to_json(),
-            {"ce-type": TRANSITION_TYPE, "ce-id": event.id, "rollout": event.rollout_id},
+            {
+                "ce-type": TRANSITION_TYPE,
+                "ce-id": event.id,
+                "rollout": event.rollout_id,
+                "service": event.service,
+                trace.ATTRIBUTE: trace.for_rollout(event.rollout_id).header(),
+            },
             timeout=10,
         )
 

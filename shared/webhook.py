@@ -23,6 +23,7 @@ import httpx
 
 from events.pubsub import PubSubMessage
 from events.transitions import parse_transition
+from shared import logs
 from shared.deps import Deps
 from shared.ignoring import record_ignored
 from shared.logs import get_logger
@@ -76,6 +77,7 @@ class WebhookSink:
         self._delivered: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
+        logs.add_secret(self._url)  # belt and braces: never printed, even by mistake
         if self._url is None:
             log.info("no %s set: transition events are acknowledged and not posted", URL_ENV)
         else:

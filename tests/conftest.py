@@ -71,6 +71,14 @@ def _under_xdist(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", None))
 
 
+@pytest.fixture(autouse=True)
+def _no_saved_cli_contexts(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI reads no context the developer saved (a current one would point tests at GCP)."""
+    monkeypatch.setenv("HEKATON_CONFIG_DIR", str(tmp_path_factory.mktemp("cli-config")))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_leftover_processes(request: pytest.FixtureRequest) -> Iterator[None]:
     """At session end (after every other fixture is torn down) no process of ours may be alive."""

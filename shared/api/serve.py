@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from events import trace
 from shared import logs
 from shared.api.gate import PUBLIC_PATHS, caller
 from shared.api.http import ApiRequest, ApiResponse, error
@@ -40,8 +41,26 @@ def serve(
     request: ApiRequest,
     routes: Routes,
     public: Callable[[ApiRequest], ApiResponse | None],
+    *,
+    function: str | None = None,
 ) -> ApiResponse:
-    """Answer one request: public paths without a token; everything else only for an allowed caller."""
+    """Answer one request: public paths without a token; everything else only for an allowed caller.
+
+    Its log lines carry the `function` label and the request's trace (Cloud Run's `traceparent`),
+    or the rollout's trace when they are about one.
+    """
+    context = trace.parse(request.headers.get(trace.ATTRIBUTE))
+    with logs.scope(trace_context=context, function=function):
+        return _answer(deps, request, routes, public)
+
+
+def _answer(
+    deps: Deps,
+    request: ApiRequest,
+    routes: Routes,
+    public: Callable[[ApiRequest], ApiResponse | None],
+) -> ApiResponse:
+    """Answer one request inside its log scope (health, public paths, then authenticated routes)."""
     if request.path == "/healthz":
         # No token needed and no data given: only which dependency is up or down, and why.
         health = check_all(deps.probes)

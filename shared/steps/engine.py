@@ -219,7 +219,12 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
                 reconcile_traffic(deps, rollout.service)
             log.info(
                 "stale event dropped",
-                extra={"rollout": rollout.id, "why": stale, "event": event.id},
+                extra={
+                    "rollout": rollout.id,
+                    "service": rollout.service,
+                    "why": stale,
+                    "event": event.id,
+                },
             )
             return StepReport("stale", rollout.id, rollout.phase.value, stale)
         service = deps.store.get_service(rollout.service)

@@ -26,6 +26,7 @@ class IngestReport:
 
     started: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    service_of: dict[str, str] = field(default_factory=dict)  # started rollout id -> service
 
 
 def revision_name(service: str, digest: str) -> str:
@@ -115,6 +116,7 @@ def start(
         _ignore(deps, message, outcome.detail, report, service=spec.name)
     else:
         report.started.append(rid)
+        report.service_of[rid] = spec.name
 
 
 def decide(ctx: BirthContext, event: RegistryEvent, pushed_at: datetime) -> BirthPlan | Ignored:

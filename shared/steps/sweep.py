@@ -54,5 +54,8 @@ def sweep(deps: Deps, cause: str) -> SweepReport:
             republish_latest(deps, rollout, source=SOURCE)
         publish_next(deps, rollout, cause=cause, source=SOURCE)
         report.emitted.append(rollout.id)
-        log.info("re-emitted due step", extra={"rollout": rollout.id, "phase": rollout.phase.value})
+        log.info(
+            "re-emitted due step",
+            extra={"rollout": rollout.id, "service": rollout.service, "phase": rollout.phase.value},
+        )
     return report

@@ -237,7 +237,7 @@ def test_http_server_components_get_ports_env_and_publish_urls(
         "import os, sys, http.server\n"
         "class H(http.server.BaseHTTPRequestHandler):\n"
         "    def do_GET(self):\n"
-        "        body = os.environ['FILES_URL'].encode()\n"
+        "        body = (os.environ['FILES_URL'] + ' ' + os.environ['OWN_URL']).encode()\n"
         "        self.send_response(200); self.end_headers(); self.wfile.write(body)\n"
         "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
     )
@@ -247,6 +247,8 @@ def test_http_server_components_get_ports_env_and_publish_urls(
                 "dependent",
                 lambda port, ctx: [sys.executable, "-c", echo_env, str(port)],
                 env=lambda ctx: {"FILES_URL": ctx.exports["files_url"]},
+                # ...and its own URL, known only once its port is chosen.
+                url_env=lambda ctx, url: {"OWN_URL": url},
             ),
         )
     )
@@ -255,7 +257,8 @@ def test_http_server_components_get_ports_env_and_publish_urls(
 
     files_url = state.exports["files_url"]
     assert http_get(files_url + "/hello.txt") == (200, b"hello")
-    assert http_get(f"{state.components['dependent'].url}/") == (200, files_url.encode())
+    own_url = state.components["dependent"].url
+    assert http_get(f"{own_url}/") == (200, f"{files_url} {own_url}".encode())
 
 
 def test_a_lost_port_race_is_retried_on_a_fresh_port(

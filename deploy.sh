@@ -440,16 +440,16 @@ if [[ $DRY_RUN -eq 0 ]]; then
 fi
 IFS=, read -r -a model_namespaces <<< "$NAMESPACES"
 for namespace in "${model_namespaces[@]}"; do
-  ensure namespace "$namespace" kubectl --kubeconfig "$KUBECONFIG_FILE" get namespace "$namespace" -- \
-    kubectl --kubeconfig "$KUBECONFIG_FILE" create namespace "$namespace"
+  ensure namespace "$namespace" kubectl get namespace "$namespace" --kubeconfig "$KUBECONFIG_FILE" -- \
+    kubectl create namespace "$namespace" --kubeconfig "$KUBECONFIG_FILE"
   manifest="$WORK/rbac-$namespace.yaml"
   (cd "$ROOT" && "$PY" -m functions.manifest_shell rbac "$PROJECT" "$namespace") > "$manifest"
   if [[ $DRY_RUN -eq 1 ]]; then
-    run kubectl --kubeconfig "$KUBECONFIG_FILE" apply -f "$manifest"
+    run kubectl apply -f "$manifest" --kubeconfig "$KUBECONFIG_FILE"
     note "Role+RoleBinding" "$namespace/hekaton" "would apply"
     continue
   fi
-  applied="$(query kubectl --kubeconfig "$KUBECONFIG_FILE" apply -f "$manifest")"
+  applied="$(query kubectl apply -f "$manifest" --kubeconfig "$KUBECONFIG_FILE")"
   while read -r object outcome; do
     [[ -n "$object" ]] || continue
     case "$outcome" in

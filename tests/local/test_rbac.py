@@ -158,3 +158,23 @@ def test_kubectl_applies_the_rbac_and_auth_can_i_agrees(
         assert denied.returncode == 1 and denied.stdout.strip() == "no", (verb, kind)
     elsewhere = kubectl(*can, "get", "services.serving.knative.dev", "--as", STEPS, check=False)
     assert elsewhere.stdout.strip() == "no"  # the default namespace has no binding
+
+
+def test_the_rollout_test_covers_every_provider_method() -> None:
+    """A new Kubernetes call hekaton makes needs a line above (and maybe a rule in the manifest)."""
+    from shared.policies import PoliciesProvider
+    from shared.serving import ServingProvider
+
+    def methods(protocol: type) -> set[str]:
+        return {name for name in vars(protocol) if not name.startswith("_")}
+
+    covered = {
+        "deploy",
+        "set_traffic",
+        "revision_health",
+        "revision_exists",
+        "get_service",
+        "delete_service",
+    }
+    assert methods(ServingProvider) == covered
+    assert methods(PoliciesProvider) == {"apply"}

@@ -407,6 +407,10 @@ while IFS=$'\t' read -r _ name deployed _ _ topic _ _ _ _ _ account _ _; do
     trigger="$(query gcloud functions describe "$deployed" --gen2 --region "$REGION" --project "$PROJECT" --format 'value(eventTrigger.trigger)')"
     subscription="$(query gcloud eventarc triggers describe "$trigger" --location "$REGION" --project "$PROJECT" --format 'value(transport.pubsub.subscription)')"
   fi
+  if [[ "$topic" == "$DEAD_LETTER_TOPIC" ]]; then
+    note subscription "${subscription##*/}" "retries only (it reads the dead-letter topic)"
+    continue
+  fi
   run gcloud pubsub subscriptions update "$subscription" --project "$PROJECT" \
     --dead-letter-topic "projects/$PROJECT/topics/$DEAD_LETTER_TOPIC" --max-delivery-attempts "$MAX_ATTEMPTS" \
     --min-retry-delay "$MIN_BACKOFF" --max-retry-delay "$MAX_BACKOFF"

@@ -74,10 +74,6 @@ def wire(
                     # functions-framework reads the topic from this path, as it appears in production.
                     "push_config": {"push_endpoint": f"{base}/{topic_path}"},
                     "ack_deadline_seconds": 60,
-                    "dead_letter_policy": {
-                        "dead_letter_topic": dead_letter,
-                        "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
-                    },
                     "retry_policy": {
                         "minimum_backoff": duration_pb2.Duration(
                             nanos=int(min_backoff_seconds * 1e9) % 10**9,
@@ -86,6 +82,12 @@ def wire(
                         "maximum_backoff": duration_pb2.Duration(seconds=LOCAL_MAX_BACKOFF_SECONDS),
                     },
                 }
+                # A reader of the dead-letter topic itself only retries (no loop), as in GCP.
+                if function.trigger_topic != DEAD_LETTER_TOPIC:
+                    request["dead_letter_policy"] = {
+                        "dead_letter_topic": dead_letter,
+                        "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+                    }
                 try:
                     subscriber.create_subscription(request=request)
                     created.append(request["name"])

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import yaml
 
 from functions import manifest
 from functions.rbac import kubernetes_members, rbac_objects
-from tests.deploy.cli_runs import NAMESPACES, PROJECT, REGION, Run, run_deploy
+from tests.deploy.cli_runs import NAMESPACES, PROJECT, REGION, REPO, Run, run_deploy
 
 # Verbs of the calls that only look (a dry run makes none of them).
 _READ_ONLY = {"describe", "list", "get", "get-value", "get-credentials"}
@@ -200,3 +201,19 @@ def test_a_failed_function_deployment_names_its_command_and_keeps_its_log(tmp_pa
     # The others were deployed meanwhile (in parallel), and no trigger was touched afterwards.
     assert len(_deploys(run)) == len(manifest.FUNCTIONS)
     assert not [a for a in run.argvs() if a[:3] == ["pubsub", "subscriptions", "update"]]
+
+
+def test_help_names_every_prerequisite_and_bad_usage_says_why() -> None:
+    def deploy(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(REPO / "deploy.sh"), *args], capture_output=True, text=True, check=False
+        )
+
+    shown = deploy("--help")
+    assert shown.returncode == 0
+    for prerequisite in ("billing", "Knative Serving", "Istio", "topic `gcr`", "roles/owner"):
+        assert prerequisite in shown.stdout
+    unknown = deploy("gcp", "--project", "p", "--colour", "blue")
+    assert unknown.returncode == 2 and "unknown option --colour" in unknown.stderr
+    partial = deploy("gcp", "--project", "p", "--region", "r", "--cluster", "c")
+    assert partial.returncode == 2 and "--cluster-location" in partial.stderr

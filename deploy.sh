@@ -183,11 +183,12 @@ allow_invoke() {
 
 PLAN="$(cd "$ROOT" && "$PY" -m functions.manifest_shell plan "$PROJECT")"
 records() { awk -F'\t' -v kind="$1" '$1 == kind' <<< "$PLAN"; }
-TIMER_QUEUE="" TIMER_ACCOUNT="" STEPS_ACCOUNT="" DEAD_LETTER_TOPIC=""
+TIMER_QUEUE="" TIMER_ACCOUNT="" DEAD_LETTER_TOPIC=""
 read -r _ TIMER_QUEUE _ <<< "$(records queue)"
 read -r _ _ DEAD_LETTER_TOPIC <<< "$(records inbox)"
 TIMER_ACCOUNT="$(records tick | cut -f6)"
-STEPS_ACCOUNT="$(records account | awk -F'\t' '$2 == "steps" {print $4}')"
+# The identities Eventarc pushes with: the accounts of the event functions.
+mapfile -t TRIGGER_ACCOUNTS < <(records function | awk -F'\t' '$6 != "-" {print $12}' | sort -u)
 
 if [[ -z "$PROMETHEUS_URL" ]]; then
   say "no --prometheus-url: metric analysis has no backend, so a service whose spec keeps analysis" \
@@ -196,7 +197,8 @@ fi
 if [[ $DRY_RUN -eq 1 ]]; then
   PROJECT_NUMBER="<number of $PROJECT>" KUBE_SERVER="https://<endpoint of $CLUSTER>" KUBE_CA="<cluster CA>"
 else
-  [[ -n "$(gcloud config get-value account 2>/dev/null)" ]] || die "no gcloud account: run gcloud auth login"
+  caller="$(gcloud config get-value account 2>/dev/null || true)"
+  [[ -n "$caller" && "$caller" != "(unset)" ]] || die "no gcloud account: run gcloud auth login"
   PROJECT_NUMBER="$(query gcloud projects describe "$PROJECT" --format 'value(projectNumber)')"
 fi
 PUBSUB_AGENT="service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -266,7 +268,8 @@ done < <(records queue)
 
 # --- service accounts and their rights --------------------------------------------------------
 
-while IFS=$'\t' read -r _ key account_id email description project_roles topics kubernetes timers; do
+# (The kubernetes column is used by the RBAC step, through functions.manifest_shell rbac.)
+while IFS=$'\t' read -r _ _ account_id email description project_roles topics _ timers; do
   ensure "service account" "$account_id" gcloud iam service-accounts describe "$email" --project "$PROJECT" -- \
     gcloud iam service-accounts create "$account_id" --project "$PROJECT" --display-name "$description"
   member="serviceAccount:$email"
@@ -290,11 +293,12 @@ while IFS=$'\t' read -r _ key account_id email description project_roles topics 
     grant "service account" "$TIMER_ACCOUNT" "$member" roles/iam.serviceAccountUser \
       gcloud iam service-accounts add-iam-policy-binding "$TIMER_ACCOUNT" --project "$PROJECT"
   fi
-  : "$key" "$kubernetes"  # used by the RBAC step (functions.manifest_shell rbac)
 done < <(records account)
 # Eventarc's push subscriptions sign their OIDC tokens as the trigger account.
-grant "service account" "$STEPS_ACCOUNT" "serviceAccount:$PUBSUB_AGENT" roles/iam.serviceAccountTokenCreator \
-  gcloud iam service-accounts add-iam-policy-binding "$STEPS_ACCOUNT" --project "$PROJECT"
+for trigger_account in "${TRIGGER_ACCOUNTS[@]}"; do
+  grant "service account" "$trigger_account" "serviceAccount:$PUBSUB_AGENT" roles/iam.serviceAccountTokenCreator \
+    gcloud iam service-accounts add-iam-policy-binding "$trigger_account" --project "$PROJECT"
+done
 
 # --- functions (in parallel) ------------------------------------------------------------------
 

@@ -144,6 +144,9 @@ def test_every_trigger_subscription_dead_letters_with_the_agent_allowed(fresh: R
         assert ("subscriptions", name, agent, "roles/pubsub.subscriber") in bindings
         invoker = f"serviceAccount:{manifest.account(f.account).email(PROJECT)}"
         assert ("functions", f.deployed_name, invoker, "roles/run.invoker") in bindings
+        # Push tokens are signed as the trigger account, by the Pub/Sub service agent.
+        token_creator = "roles/iam.serviceAccountTokenCreator"
+        assert ("service-accounts", invoker.split(":")[1], agent, token_creator) in bindings
 
 
 def test_each_namespace_gets_exactly_the_manifest_rbac(fresh: Run) -> None:

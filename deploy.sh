@@ -152,24 +152,42 @@ query() {
 SUMMARY=()
 note() { SUMMARY+=("$1|$2|$3"); }
 
-# ensure KIND NAME DESCRIBE... -- CREATE...: create unless DESCRIBE succeeds.
+# ensure KIND NAME DESCRIBE... -- CREATE... [-- UPDATE...]: create unless DESCRIBE succeeds; what
+# exists is left alone, or given the manifest's settings again with UPDATE.
 ensure() {
   local kind="$1" name="$2"; shift 2
-  local describe=()
+  local describe=() create=()
   while [[ "$1" != "--" ]]; do describe+=("$1"); shift; done
   shift
+  while [[ $# -gt 0 && "$1" != "--" ]]; do create+=("$1"); shift; done
+  [[ $# -gt 0 ]] && shift  # what is left is the UPDATE command
   if [[ $DRY_RUN -eq 0 ]] && "${describe[@]}" >/dev/null 2>&1; then
-    note "$kind" "$name" "already existed"
+    if [[ $# -gt 0 ]]; then
+      run "$@"
+      note "$kind" "$name" "already existed (settings applied)"
+    else
+      note "$kind" "$name" "already existed"
+    fi
     return 0
   fi
-  run "$@"
+  run "${create[@]}"
   note "$kind" "$name" "$([[ $DRY_RUN -eq 1 ]] && echo "would create" || echo created)"
 }
 
 # grant KIND NAME MEMBER ROLE CMD...: an idempotent IAM binding (add-iam-policy-binding).
 grant() {
   local kind="$1" name="$2" member="$3" role="$4"; shift 4
-  run "$@" --member "$member" --role "$role" --quiet
+  local command=("$@" --member "$member" --role "$role" --quiet) attempt output
+  if [[ $DRY_RUN -eq 1 ]]; then
+    run "${command[@]}"
+  else
+    for attempt in 1 2 3 4 5 6; do
+      output="$("${command[@]}" 2>&1)" && break
+      # IAM sees a service account created a moment ago only after a few seconds.
+      if [[ $attempt -lt 6 && "$output" == *"does not exist"* ]]; then sleep 5; continue; fi
+      fail "$output" "${command[@]}"
+    done
+  fi
   note "IAM $kind" "$role on $name -> ${member#*:}" bound
 }
 
@@ -261,17 +279,21 @@ while IFS=$'\t' read -r _ inbox topic; do
     gcloud pubsub topics add-iam-policy-binding "$topic" --project "$PROJECT"
 done < <(records inbox)
 while IFS=$'\t' read -r _ queue attempts min_backoff max_backoff; do
+  settings=(--location "$REGION" --project "$PROJECT"
+    --max-attempts "$attempts" --min-backoff "$min_backoff" --max-backoff "$max_backoff")
   ensure "Cloud Tasks queue" "$queue" gcloud tasks queues describe "$queue" --location "$REGION" --project "$PROJECT" -- \
-    gcloud tasks queues create "$queue" --location "$REGION" --project "$PROJECT" \
-    --max-attempts "$attempts" --min-backoff "$min_backoff" --max-backoff "$max_backoff"
+    gcloud tasks queues create "$queue" "${settings[@]}" -- gcloud tasks queues update "$queue" "${settings[@]}"
 done < <(records queue)
 
 # --- service accounts and their rights --------------------------------------------------------
 
-# (The kubernetes column is used by the RBAC step, through functions.manifest_shell rbac.)
-while IFS=$'\t' read -r _ _ account_id email description project_roles topics _ timers; do
+# Every account first: one account's rights may name another (actAs the timer account).
+while IFS=$'\t' read -r _ _ account_id email description _; do
   ensure "service account" "$account_id" gcloud iam service-accounts describe "$email" --project "$PROJECT" -- \
     gcloud iam service-accounts create "$account_id" --project "$PROJECT" --display-name "$description"
+done < <(records account)
+# (The kubernetes column is used by the RBAC step, through functions.manifest_shell rbac.)
+while IFS=$'\t' read -r _ _ _ email _ project_roles topics _ timers; do
   member="serviceAccount:$email"
   if [[ "$project_roles" != "-" ]]; then
     IFS=, read -r -a roles <<< "$project_roles"
@@ -430,12 +452,13 @@ done < <(records function)
 
 while IFS=$'\t' read -r _ job schedule topic body account; do
   data="$(printf '%s' "$body" | base64 | tr -d '\n')"
+  settings=(--location "$REGION" --project "$PROJECT" --schedule "$schedule" --http-method POST
+    --uri "https://pubsub.googleapis.com/v1/projects/$PROJECT/topics/$topic:publish"
+    --message-body "{\"messages\":[{\"data\":\"$data\"}]}"
+    --oauth-service-account-email "$account" --oauth-token-scope https://www.googleapis.com/auth/pubsub)
   ensure "scheduler job" "$job" gcloud scheduler jobs describe "$job" --location "$REGION" --project "$PROJECT" -- \
-    gcloud scheduler jobs create http "$job" --location "$REGION" --project "$PROJECT" \
-    --schedule "$schedule" --http-method POST \
-    --uri "https://pubsub.googleapis.com/v1/projects/$PROJECT/topics/$topic:publish" \
-    --headers Content-Type=application/json --message-body "{\"messages\":[{\"data\":\"$data\"}]}" \
-    --oauth-service-account-email "$account" --oauth-token-scope https://www.googleapis.com/auth/pubsub
+    gcloud scheduler jobs create http "$job" "${settings[@]}" --headers Content-Type=application/json -- \
+    gcloud scheduler jobs update http "$job" "${settings[@]}" --update-headers Content-Type=application/json
 done < <(records tick)
 
 # --- Kubernetes RBAC in each model namespace --------------------------------------------------

@@ -220,3 +220,29 @@ def test_help_names_every_prerequisite_and_bad_usage_says_why() -> None:
     assert unknown.returncode == 2 and "unknown option --colour" in unknown.stderr
     partial = deploy("gcp", "--project", "p", "--region", "r", "--cluster", "c")
     assert partial.returncode == 2 and "--cluster-location" in partial.stderr
+
+
+def test_nothing_is_granted_on_or_to_what_does_not_exist_yet(fresh: Run) -> None:
+    calls = fresh.argvs()
+
+    def first(prefix: list[str], name: str) -> int:
+        return next(
+            i for i, a in enumerate(calls) if a[: len(prefix)] == prefix and name in a[len(prefix)]
+        )
+
+    for index, argv in enumerate(calls):
+        if "add-iam-policy-binding" not in argv:
+            continue
+        at = argv.index("add-iam-policy-binding")
+        kind, target = argv[at - 1], argv[at + 1]
+        if kind == "topics":
+            assert first(["pubsub", "topics", "create"], target) < index, argv
+        if kind == "queues":
+            assert first(["tasks", "queues", "create"], target) < index, argv
+        if kind == "service-accounts":
+            account_id = target.split("@")[0]
+            assert first(["iam", "service-accounts", "create"], account_id) < index, argv
+        member = _flag(argv, "--member") or ""
+        if member.endswith(f"@{PROJECT}.iam.gserviceaccount.com"):
+            account_id = member.split(":")[1].split("@")[0]
+            assert first(["iam", "service-accounts", "create"], account_id) < index, argv

@@ -30,9 +30,7 @@ def _sdk() -> tuple[Path, str]:
         pytest.skip("gcloud is missing: install the google-cloud-cli package to check deploy.sh")
     root = Path(os.path.realpath(gcloud)).parents[1]
     bundled = root / "platform" / "bundledpythonunix" / "bin" / "python3"
-    python = os.environ.get("CLOUDSDK_PYTHON") or (
-        str(bundled) if bundled.exists() else "python3"
-    )
+    python = os.environ.get("CLOUDSDK_PYTHON") or (str(bundled) if bundled.exists() else "python3")
     return root, python
 
 

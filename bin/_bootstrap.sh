@@ -13,8 +13,9 @@ _bootstrap_say() { echo "bootstrap: $*" >&2; }
 
 # System packages as "command:debian-package" pairs: the package is needed where the command is
 # missing. Tests that need a missing one skip with a message naming the package.
-# chromium runs the dashboard's browser test (Playwright drives it; no browser is downloaded).
-HEKATON_SYSTEM_PACKAGES=("prometheus:prometheus" "chromium:chromium")
+# chromium runs the dashboard's browser test (Playwright drives it; no browser is downloaded);
+# bin/test runs shellcheck on every shell script.
+HEKATON_SYSTEM_PACKAGES=("prometheus:prometheus" "chromium:chromium" "shellcheck:shellcheck")
 
 # ensure_system_packages PAIR...: install the packages of the missing commands. As root with
 # apt-get: `apt-get update` (once per run) then `apt-get install -y`. Otherwise print the exact

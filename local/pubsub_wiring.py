@@ -7,10 +7,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 
 from events.steps import DEAD_LETTER_TOPIC
-from functions.manifest import FUNCTIONS, topics
+from functions.manifest import DEAD_LETTER_INBOX, DELIVERY, FUNCTIONS, topics
 
-# After this many failed pushes a message goes to the dead-letter topic instead of looping forever.
-MAX_DELIVERY_ATTEMPTS = 5
+# After this many failed pushes a message goes to the dead-letter topic instead of looping forever
+# (the same number deploy.sh sets in GCP; only the backoff is shorter locally, so tests stay fast).
+MAX_DELIVERY_ATTEMPTS = DELIVERY.max_delivery_attempts
+LOCAL_MAX_BACKOFF_SECONDS = 10
 
 
 @contextmanager
@@ -59,7 +61,7 @@ def wire(
             # A pull inbox beside the recorder: dead letters stay readable with gcloud even without it.
             with suppress(google_errors.AlreadyExists):
                 subscriber.create_subscription(
-                    name=subscriber.subscription_path(project, "hekaton-dead-letter-inbox"),
+                    name=subscriber.subscription_path(project, DEAD_LETTER_INBOX),
                     topic=dead_letter,
                 )
             for function in FUNCTIONS:
@@ -78,7 +80,7 @@ def wire(
                             nanos=int(min_backoff_seconds * 1e9) % 10**9,
                             seconds=int(min_backoff_seconds),
                         ),
-                        "maximum_backoff": duration_pb2.Duration(seconds=10),
+                        "maximum_backoff": duration_pb2.Duration(seconds=LOCAL_MAX_BACKOFF_SECONDS),
                     },
                 }
                 if function.dead_letters:  # the recorder's own letters retry, never loop back

@@ -177,6 +177,8 @@ class IgnoredEvent:
     at: datetime
     excerpt: str = ""
     topic: str | None = None
+    # Firestore's TTL policy (deploy.sh) deletes the record some time after this instant.
+    expires_at: datetime | None = None
 
     @property
     def id(self) -> str:

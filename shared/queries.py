@@ -130,7 +130,12 @@ def list_services(
 
 def ignored_view(event: IgnoredEvent) -> dict[str, Any]:
     """An ignored message as JSON."""
-    return {**event.to_document(), "id": event.id, "at": _time(event.at)}
+    return {
+        **event.to_document(),
+        "id": event.id,
+        "at": _time(event.at),
+        "expires_at": _time(event.expires_at),
+    }
 
 
 def replay_view(replay: Replay) -> dict[str, Any]:

@@ -8,13 +8,14 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from local.kube import discovery, errors, openapi, protobuf, routing, tables
+from local.kube import discovery, errors, openapi, protobuf, rbac, routing, tables
 from local.kube import store as storage
 from local.kube.errors import ApiError
 from local.kube.registry import DeleteOptions, Options, Registry
@@ -52,6 +53,7 @@ class _Request:
         self.query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         self.accept = handler.headers.get("Accept", "application/json")
         self.content_type = handler.headers.get("Content-Type", "")
+        self.user: str | None = rbac.ADMIN
 
     def flag(self, name: str) -> bool:
         return self.query.get(name, "").lower() in ("true", "1")
@@ -105,6 +107,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         self._streaming = False
         try:
             request = _Request(self, method)
+            self._authorize(request)
             if not self._serve_static(request):
                 self._serve_resource(request)
         except (BrokenPipeError, ConnectionResetError):
@@ -118,6 +121,16 @@ class ApiHandler(BaseHTTPRequestHandler):
             failure = error if isinstance(error, ApiError) else errors.internal(str(error))
             self._discard_body()
             self._send_json(failure.code, failure.status())
+
+    def _authorize(self, request: _Request) -> None:
+        """Identify the caller and refuse what RBAC does not grant it (401/403)."""
+        authorizer = self.server.authorizer
+        request.user = authorizer.identify(
+            self.headers.get("Authorization", ""), self.headers.get("Impersonate-User")
+        )
+        attributes = rbac.request_attributes(request.method, request.path, request.query)
+        if attributes is not None:
+            authorizer.authorize(request.user, attributes)
 
     def _serve_static(self, request: _Request) -> bool:
         """Non-resource paths: health, version, discovery, OpenAPI."""
@@ -176,6 +189,14 @@ class ApiHandler(BaseHTTPRequestHandler):
         if target is None:
             raise errors.path_not_found()
         method = request.method
+        if target.resource.review:
+            if method != "POST" or target.name is not None:
+                raise errors.method_not_allowed(method)
+            answer = self.server.authorizer.review(
+                request.user, target.resource.kind, self._read_object()
+            )
+            self._send_json(201, answer)
+            return
         if target.name is None:
             if method == "GET":
                 if request.flag("watch"):
@@ -580,10 +601,17 @@ class ApiHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], registry: Registry, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        registry: Registry,
+        max_body_bytes: int,
+        authorizer: rbac.Authorizer,
+    ) -> None:
         super().__init__(address, ApiHandler)
         self.registry = registry
         self.max_body_bytes = max_body_bytes
+        self.authorizer = authorizer
 
 
 class ApiServer:
@@ -595,9 +623,12 @@ class ApiServer:
         host: str = "127.0.0.1",
         port: int = 0,
         max_body_bytes: int = MAX_BODY_BYTES,
+        tokens: Mapping[str, str] | None = None,
     ) -> None:
+        """`tokens` maps bearer tokens to user names, whose requests RBAC then decides."""
         self._registry = registry
-        self._http = ApiHttpServer((host, port), registry, max_body_bytes)
+        authorizer = rbac.Authorizer(registry, tokens)
+        self._http = ApiHttpServer((host, port), registry, max_body_bytes, authorizer)
         self._thread: threading.Thread | None = None
 
     @property

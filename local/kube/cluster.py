@@ -4,6 +4,7 @@ revision runtime and ingress gateway, started and stopped together."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ class LocalCluster:
         auto_create_namespaces: bool = True,
         history_limit: int = 5000,
         max_body_bytes: int = MAX_BODY_BYTES,
+        tokens: Mapping[str, str] | None = None,
     ) -> None:
         if runtime is None:
             if catalog is None:
@@ -59,7 +61,7 @@ class LocalCluster:
         self.router = router
         self.store = Store(history_limit)
         self.registry = Registry(self.store, [knative_admission.admit], auto_create_namespaces)
-        self._api = ApiServer(self.registry, host, port, max_body_bytes)
+        self._api = ApiServer(self.registry, host, port, max_body_bytes, tokens)
         self._collector = GarbageCollector(self.registry)
         self._controller = KnativeController(self.registry, runtime, router, domain)
         self._policies: Any = None

@@ -69,13 +69,19 @@ def _storage_hash(resource: ResourceType) -> str:
     return digest.hexdigest()[:11]
 
 
+def _verbs(resource: ResourceType) -> list[str]:
+    if resource.review:
+        return ["create"]
+    return _NAMESPACE_VERBS if resource is resources.NAMESPACES else _VERBS
+
+
 def _resource_entries(resource: ResourceType) -> list[Obj]:
     entry: Obj = {
         "name": resource.plural,
         "singularName": resource.singular,
         "namespaced": resource.namespaced,
         "kind": resource.kind,
-        "verbs": _NAMESPACE_VERBS if resource is resources.NAMESPACES else _VERBS,
+        "verbs": _verbs(resource),
         "storageVersionHash": _storage_hash(resource),
     }
     if resource.short_names:

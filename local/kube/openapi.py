@@ -76,6 +76,16 @@ _SHARED_SCHEMAS: dict[str, Obj] = {
 }
 
 
+# Top-level fields that hold lists (RBAC rules and subjects); the others are objects.
+_LIST_FIELDS: dict[str, Obj] = {
+    name: {
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    }
+    for name in ("rules", "subjects")
+}
+
+
 def _schema_name(resource: ResourceType, version: str) -> str:
     if not resource.group:
         return f"io.k8s.api.core.v1.{resource.kind}"
@@ -89,6 +99,7 @@ def _gvk(resource: ResourceType, version: str) -> Obj:
 
 def _object_schema(resource: ResourceType, version: str, ref_prefix: str) -> Obj:
     free_form = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    own = {name: _LIST_FIELDS.get(name, free_form) for name in resource.fields}
     return {
         "description": f"{resource.kind} ({resource.api_version(version)})",
         "type": "object",
@@ -96,8 +107,7 @@ def _object_schema(resource: ResourceType, version: str, ref_prefix: str) -> Obj
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"$ref": f"{ref_prefix}{_OBJECT_META}"},
-            "spec": free_form,
-            "status": free_form,
+            **own,
         },
         "x-kubernetes-group-version-kind": [_gvk(resource, version)],
     }

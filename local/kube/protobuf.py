@@ -1,5 +1,5 @@
 """Decoding of the Kubernetes protobuf bodies kubectl sends for built-in kinds (Namespace,
-DeleteOptions): the ``k8s\\0`` envelope (``runtime.Unknown``) and just the messages we serve."""
+DeleteOptions, access reviews): the ``k8s\\0`` envelope (``runtime.Unknown``) and just the messages we serve."""
 
 from __future__ import annotations
 
@@ -49,7 +49,31 @@ _DELETE_OPTIONS: Schema = {
     4: ("propagationPolicy", "string", None),
     5: ("dryRun", "strings", None),
 }
-_SCHEMAS: dict[str, Schema] = {"Namespace": _NAMESPACE, "DeleteOptions": _DELETE_OPTIONS}
+# authorization.k8s.io/v1 (what `kubectl auth can-i` sends).
+_RESOURCE_ATTRIBUTES: Schema = {
+    1: ("namespace", "string", None),
+    2: ("verb", "string", None),
+    3: ("group", "string", None),
+    4: ("version", "string", None),
+    5: ("resource", "string", None),
+    6: ("subresource", "string", None),
+    7: ("name", "string", None),
+}
+_REVIEW_SPEC: Schema = {
+    1: ("resourceAttributes", "message", _RESOURCE_ATTRIBUTES),
+    3: ("user", "string", None),
+    4: ("groups", "strings", None),
+}
+_REVIEW: Schema = {
+    1: ("metadata", "message", _OBJECT_META),
+    2: ("spec", "message", _REVIEW_SPEC),
+}
+_SCHEMAS: dict[str, Schema] = {
+    "Namespace": _NAMESPACE,
+    "DeleteOptions": _DELETE_OPTIONS,
+    "SelfSubjectAccessReview": _REVIEW,
+    "SubjectAccessReview": _REVIEW,
+}
 
 
 def _varint(data: bytes, position: int) -> tuple[int, int]:

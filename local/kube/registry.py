@@ -37,7 +37,7 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 CUSTOM_RESOURCE_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH]
 
-_TOP_LEVEL_FIELDS = {"apiVersion", "kind", "metadata", "spec", "status"}
+_TOP_LEVEL_FIELDS = {"apiVersion", "kind", "metadata"}  # and each kind's own (ResourceType.fields)
 _METADATA_FIELDS = {
     "name",
     "generateName",
@@ -583,7 +583,8 @@ class Registry:
     @staticmethod
     def _prune_unknown(resource: ResourceType, obj: Obj, options: Options) -> None:
         """Drop fields the schema does not know; Strict refuses them, Warn also warns."""
-        unknown = [f'unknown field "{key}"' for key in obj if key not in _TOP_LEVEL_FIELDS]
+        known = _TOP_LEVEL_FIELDS | set(resource.fields)
+        unknown = [f'unknown field "{key}"' for key in obj if key not in known]
         metadata = obj.get("metadata")
         if isinstance(metadata, dict):
             unknown += [
@@ -595,7 +596,7 @@ class Registry:
             raise errors.bad_request("strict decoding error: " + ", ".join(unknown))
         if options.field_validation == "Warn":
             options.warnings += unknown
-        for key in [k for k in obj if k not in _TOP_LEVEL_FIELDS]:
+        for key in [k for k in obj if k not in known]:
             del obj[key]
         if isinstance(metadata, dict):
             for key in [k for k in metadata if k not in _METADATA_FIELDS]:

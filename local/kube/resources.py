@@ -11,6 +11,8 @@ Obj = dict[str, Any]
 KNATIVE_GROUP = "serving.knative.dev"
 ISTIO_NETWORKING_GROUP = "networking.istio.io"
 ISTIO_SECURITY_GROUP = "security.istio.io"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+AUTHORIZATION_GROUP = "authorization.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ class ResourceType:
     status_subresource: bool = True
     custom: bool = True  # a custom resource: no strategic merge patch
     columns: tuple[Column, ...] = field(default=())
+    fields: tuple[str, ...] = (
+        "spec",
+        "status",
+    )  # top-level fields besides apiVersion/kind/metadata
+    # A review (e.g. SelfSubjectAccessReview): only created, answered at once, never stored.
+    review: bool = False
 
     @property
     def key(self) -> str:
@@ -86,6 +94,22 @@ _LATEST_READY = Column("LatestReady", "string", _status("latestReadyRevisionName
 AGE = Column("Age", "date", _age)
 
 _KNATIVE_CATEGORIES = ("all", "knative", "serving")
+
+
+def _review(kind: str) -> ResourceType:
+    """An access review kind (authorization.k8s.io): created to ask, answered, never stored."""
+    return ResourceType(
+        group=AUTHORIZATION_GROUP,
+        versions=("v1",),
+        plural=f"{kind.lower()}s",
+        singular=kind.lower(),
+        kind=kind,
+        namespaced=False,
+        status_subresource=False,
+        custom=False,
+        review=True,
+    )
+
 
 RESOURCE_TYPES: tuple[ResourceType, ...] = (
     ResourceType(
@@ -183,6 +207,33 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         categories=("istio-io", "security-istio-io"),
         columns=(AGE,),
     ),
+    ResourceType(
+        group=RBAC_GROUP,
+        versions=("v1",),
+        plural="roles",
+        singular="role",
+        kind="Role",
+        status_subresource=False,
+        custom=False,
+        fields=("rules",),
+        columns=(Column("Created At", "date", _age),),
+    ),
+    ResourceType(
+        group=RBAC_GROUP,
+        versions=("v1",),
+        plural="rolebindings",
+        singular="rolebinding",
+        kind="RoleBinding",
+        status_subresource=False,
+        custom=False,
+        fields=("roleRef", "subjects"),
+        columns=(
+            Column("Role", "string", lambda o: "{kind}/{name}".format(**(o.get("roleRef") or {}))),
+            AGE,
+        ),
+    ),
+    _review("SelfSubjectAccessReview"),
+    _review("SubjectAccessReview"),
 )
 
 NAMESPACES = RESOURCE_TYPES[0]

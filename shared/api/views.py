@@ -127,6 +127,7 @@ class IgnoredItem(_View):
     at: str | None
     excerpt: str = ""
     topic: str | None = None
+    expires_at: str | None = None  # when Firestore's TTL policy may delete the record
 
 
 class IgnoredPage(_View):

@@ -28,7 +28,13 @@ def test_version_reports_kubernetes_1_32(kube_client: k8s.ApiClient) -> None:
 def test_core_and_group_discovery(kube_client: k8s.ApiClient) -> None:
     assert _get(kube_client, "/api")["versions"] == ["v1"]
     groups = {g["name"]: g for g in _get(kube_client, "/apis")["groups"]}
-    assert set(groups) == {"serving.knative.dev", "networking.istio.io", "security.istio.io"}
+    assert set(groups) == {
+        "serving.knative.dev",
+        "networking.istio.io",
+        "security.istio.io",
+        "rbac.authorization.k8s.io",
+        "authorization.k8s.io",
+    }
     assert groups["networking.istio.io"]["preferredVersion"]["version"] == "v1"
     assert {v["version"] for v in groups["security.istio.io"]["versions"]} == {"v1", "v1beta1"}
     group = _get(kube_client, "/apis/serving.knative.dev")

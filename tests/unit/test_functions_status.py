@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -222,3 +223,16 @@ def test_decisions_after_a_sequence_number(world: World) -> None:
     last = body["last_seq"]
     status, body = get(world, f"/rollouts/{rid}/decisions?after={last}")
     assert body["decisions"] == [] and body["last_seq"] == last
+
+
+def test_an_ignored_record_carries_the_expiry_its_ttl_policy_uses(world: World) -> None:
+    """deploy.sh's Firestore TTL policy deletes records after `expires_at`; each one has it."""
+    from functions.manifest import IGNORED_EXPIRY_FIELD
+    from shared.ignoring import RETENTION, record_ignored
+
+    record_ignored(world.deps, function="ingest", message_id="m-9", reason="bad", log=False)
+    status, body = get(world, "/ignored")
+    (item,) = body["ignored"]
+    assert status == 200
+    expires = datetime.fromisoformat(item[IGNORED_EXPIRY_FIELD])
+    assert expires - datetime.fromisoformat(item["at"]) == RETENTION

@@ -9,14 +9,22 @@ from google.cloud import firestore
 
 from shared import metering
 from shared.errors import PermanentError, PreconditionFailed, RetryableError
-from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
-from shared.store import MUST_NOT_EXIST, Change, Versioned
+from shared.model import (
+    Decision,
+    IgnoredEvent,
+    NotifiedMarker,
+    RequestRecord,
+    Rollout,
+    ServiceRecord,
+)
+from shared.store import COMMITTED_FIELDS, MUST_NOT_EXIST, NOTIFIED_FIELDS, Change, Versioned
 
 SERVICES = "services"
 ROLLOUTS = "rollouts"
 DECISIONS = "decisions"  # subcollection of each rollout: keeps the rollout document small
 IGNORED = "ignored"
 REQUESTS = "requests"  # operator requests, one document per idempotency key
+NOTIFICATIONS = "notifications"  # one marker per rollout: committed and published decision seqs
 
 _TRANSIENT = (
     google_errors.ServiceUnavailable,
@@ -120,6 +128,25 @@ class FirestoreStore:
         snap = self._call(self._db.collection(REQUESTS).document(request_id).get)
         return RequestRecord.from_document(_fields(snap)) if snap.exists else None
 
+    def get_notified(self, rollout_id: str) -> Versioned[NotifiedMarker] | None:
+        """A rollout's notified marker, or None (rollouts logged before markers existed)."""
+        snap = self._call(self._db.collection(NOTIFICATIONS).document(rollout_id).get)
+        if not snap.exists:
+            return None
+        return Versioned(NotifiedMarker.from_document(_fields(snap)), snap.update_time)
+
+    def notifications_behind(self, limit: int = 50) -> list[Versioned[NotifiedMarker]]:
+        """Markers with committed decisions not yet known to be published (at most `limit`)."""
+        query = (
+            self._db.collection(NOTIFICATIONS)
+            .where(filter=firestore.FieldFilter("behind", "==", True))
+            .limit(limit)
+        )
+        return [
+            Versioned(NotifiedMarker.from_document(_fields(s)), s.update_time)
+            for s in self._call(lambda: list(query.stream()))
+        ]
+
     # writes -------------------------------------------------------------------------------
     def commit(self, change: Change) -> None:
         """Write a Change atomically; raise PreconditionFailed if any record moved since it was read."""
@@ -151,13 +178,29 @@ class FirestoreStore:
         for request in change.requests:
             ref = self._db.collection(REQUESTS).document(request.id)
             self._write(batch, ref, request.to_document(), MUST_NOT_EXIST)
+        markers = change.committed_markers()
+        for marker in markers:
+            # No precondition: the rollout's own precondition in this batch orders these writes.
+            doc = marker.to_document()
+            part = {k: doc[k] for k in COMMITTED_FIELDS} | {"behind": True}
+            ref = self._db.collection(NOTIFICATIONS).document(marker.rollout_id)
+            batch.set(ref, to_firestore(part), merge=True)
+        for marker, expected in change.notified:
+            doc = marker.to_document()
+            part = {k: doc[k] for k in NOTIFIED_FIELDS} | {"behind": doc["behind"]}
+            ref = self._db.collection(NOTIFICATIONS).document(marker.rollout_id)
+            batch.update(
+                ref, to_firestore(part), option=self._db.write_option(last_update_time=expected)
+            )
         # Firestore bills every document in the batch, whether or not the commit succeeds.
         metering.count(
             metering.FIRESTORE_WRITES,
             len(change.rollouts)
             + len(change.services)
             + len(change.decisions)
-            + len(change.requests),
+            + len(change.requests)
+            + len(markers)
+            + len(change.notified),
         )
         try:
             batch.commit()

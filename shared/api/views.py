@@ -33,6 +33,7 @@ class DecisionView(_View):
     values: dict[str, Any] = {}
     thresholds: dict[str, Any] = {}
     message_id: str = ""
+    traffic_percent: int | None = None  # the candidate's share after it (None in older entries)
 
 
 class RolloutSummary(_View):

@@ -138,6 +138,7 @@ def transition(
     if target.terminal:
         fields.update(reason=reason, ended_at=now, due_at=None)
     fields.update(updates)
+    moved = rollout.evolve(**fields)
     decision = Decision(
         id=f"{seq:04d}-{outcome.value}",
         seq=seq,
@@ -150,8 +151,9 @@ def transition(
         values=values or {},
         thresholds=thresholds or {},
         message_id=cause,
+        traffic_percent=moved.traffic_percent,
     )
-    return rollout.evolve(**fields), decision
+    return moved, decision
 
 
 def first_entry(
@@ -175,6 +177,7 @@ def first_entry(
         reason=reason,
         values=values or {},
         message_id=cause,
+        traffic_percent=rollout.traffic_percent,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as google_errors
@@ -73,6 +74,18 @@ class FirestoreStore:
         )
         snaps = self._call(lambda: list(query.stream()))
         return [Versioned(ServiceRecord.from_document(_fields(s)), s.update_time) for s in snaps]
+
+    def services_warm_until(self, before: datetime, limit: int = 50) -> list[ServiceRecord]:
+        """Services whose previous revision's warm window ended at or before `before`."""
+        query = (
+            self._db.collection(SERVICES)
+            .where(filter=firestore.FieldFilter("previous_warm_until", "<=", before))
+            .limit(limit)
+        )
+        return [
+            ServiceRecord.from_document(_fields(s))
+            for s in self._call(lambda: list(query.stream()))
+        ]
 
     def put_service(self, record: ServiceRecord, expected: object | None) -> None:
         """Create (expected=MUST_NOT_EXIST) or update (expected=version) one service."""

@@ -26,6 +26,10 @@ class ServiceRecord:
     deleted_at: datetime | None = None
     deleted_by: str | None = None
     updated_by: str | None = None  # who last registered the spec (a verified principal)
+    # The stable revision before the last promotion, kept routed (0 %, tag `previous`) and warm
+    # until `previous_warm_until`, when the tick's sweep releases it (shared/steps/warm_window.py).
+    previous_revision: str | None = None
+    previous_warm_until: datetime | None = None
 
     @property
     def namespace(self) -> str:
@@ -96,6 +100,8 @@ class Rollout:
     approved_by: str | None = None
     # The canary analysis' running state (judge state, window start, last figures); {} before traffic.
     analysis: dict[str, Any] = field(default_factory=dict)
+    # Set at promotion: until when the stable revision it replaced stays routed at 0 % and warm.
+    previous_warm_until: datetime | None = None
 
     @property
     def active(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from shared.model import (
@@ -90,6 +91,10 @@ class Store(Protocol):
 
     def services_for_repository(self, repository: str) -> list[Versioned[ServiceRecord]]:
         """The services following an image repository."""
+        ...
+
+    def services_warm_until(self, before: datetime, limit: int = 50) -> list[ServiceRecord]:
+        """Services whose previous revision's warm window ended at or before `before`."""
         ...
 
     def put_service(self, record: ServiceRecord, expected: object | None) -> None:

@@ -40,6 +40,7 @@ from shared.policies import FakePolicies
 from shared.publisher import Publisher
 from shared.registry import register
 from shared.serving import (
+    PREVIOUS_TAG,
     RevisionHealth,
     RevisionTemplate,
     ServiceView,
@@ -119,6 +120,17 @@ class InMemoryStore:
                 for _, (doc, version) in sorted(self._services.items())
                 if doc.get("spec", {}).get("image") == repository
             ]
+
+    def services_warm_until(self, before: datetime, limit: int = 50) -> list[ServiceRecord]:
+        """Services whose previous revision's warm window ended at or before `before` (by name)."""
+        with self._lock:
+            found = [
+                ServiceRecord.from_document(copy.deepcopy(doc))
+                for _, (doc, _v) in sorted(self._services.items())
+                if doc.get("previous_warm_until") is not None
+                and doc["previous_warm_until"] <= before
+            ]
+        return found[:limit]
 
     def put_service(self, record: ServiceRecord, expected: object | None) -> None:
         """Create (expected=MUST_NOT_EXIST) or update (expected=version) one service."""
@@ -372,9 +384,16 @@ class FakeServing:
         """Set what a revision's container answers."""
         self.responses[revision] = response
 
-    def traffic_of(self, namespace: str, service: str) -> dict[str, int]:
-        """The Service's traffic as {revision: percent} (zero entries included)."""
-        return {t.revision: t.percent for t in self.traffic.get((namespace, service), [])}
+    def traffic_of(
+        self, namespace: str, service: str, *, with_previous: bool = False
+    ) -> dict[str, int]:
+        """The Service's traffic as {revision: percent} (zero entries included; the warm previous
+        revision, routed at 0 % after a promotion, only `with_previous`)."""
+        return {
+            t.revision: t.percent
+            for t in self.traffic.get((namespace, service), [])
+            if with_previous or t.tag != PREVIOUS_TAG
+        }
 
     def distinct_traffic_states(
         self, namespace: str, service: str

@@ -12,6 +12,7 @@ from shared.logs import get_logger
 from shared.model import Rollout
 from shared.notifications import catch_up
 from shared.steps.engine import publish_next
+from shared.steps.warm_window import release_ended_windows
 from shared.store import Change
 
 SOURCE = "tick"
@@ -25,6 +26,7 @@ class SweepReport:
     emitted: list[str] = field(default_factory=list)
     checked: int = 0
     notified: list[str] = field(default_factory=list)  # ids of transition events re-published
+    released: list[str] = field(default_factory=list)  # services whose warm window ended
 
 
 def needs_emit(rollout: Rollout, grace_cutoff: datetime, now: datetime) -> bool:
@@ -55,4 +57,5 @@ def sweep(deps: Deps, cause: str) -> SweepReport:
         log.info("re-emitted due step", extra={"rollout": rollout.id, "phase": rollout.phase.value})
     # Ended rollouts too: a crash right after a PROMOTED or ROLLED_BACK commit loses its event.
     report.notified = catch_up(deps, cutoff=cutoff, source=SOURCE).published
+    report.released = release_ended_windows(deps).released
     return report

@@ -73,6 +73,8 @@ class ServiceStatus(_View):
     image_repository: str
     stable_revision: str | None
     stable_image: str | None
+    previous_revision: str | None = None  # kept warm at 0 % after the last promotion
+    previous_warm_until: str | None = None
     traffic: list[TrafficEntry]
     ready: bool | None
     cluster_error: str | None

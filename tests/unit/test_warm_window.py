@@ -109,8 +109,9 @@ def test_after_the_window_the_tick_releases_it_once_as_a_recorded_command() -> N
     assert "tag previous removed" in request.detail
 
 
-def test_a_release_racing_a_rollout_leaves_the_rollouts_traffic_alone() -> None:
-    """v3 is in flight when v1's window ends: the record is released, the traffic is v3's to set."""
+def test_a_tick_after_the_window_leaves_a_rollout_in_flights_traffic_alone() -> None:
+    """v3 is in flight when v1's window would end: its birth ended the window, so the tick has
+    nothing to release and the traffic stays v3's to set."""
     world, pipeline = promoted("v1", "v2")
     world.register(
         scaling={"keep_previous_warm_seconds": WINDOW}, bake_seconds=WINDOW + 10, steps=[10, 100]
@@ -125,7 +126,7 @@ def test_a_release_racing_a_rollout_leaves_the_rollouts_traffic_alone() -> None:
     shifting = tags_of(world)
     world.clock.advance(WINDOW)
     report = sweep(world.deps, cause="tick")
-    assert report.released == ["iris"]
+    assert report.released == []
     assert tags_of(world) == shifting
     pipeline.run(max_ticks=2000)
     v3 = world.only_rollout(digest_of("v3"))
@@ -146,3 +147,14 @@ def test_a_rollback_during_the_window_goes_to_the_warm_revision_at_once() -> Non
     assert (service.value.stable_revision, service.value.previous_revision) == (v1, None)
     world.clock.advance(WINDOW)
     assert sweep(world.deps, cause="tick").released == []  # nothing left to release
+
+
+def test_a_new_rollout_ends_an_open_window_it_takes_the_traffic_block_from() -> None:
+    world, pipeline = promoted("v1", "v2")
+    world.push(pipeline, "v3")
+    pipeline.deliver_next()  # ingest
+    service = world.store.get_service("iris")
+    assert service is not None and service.value.previous_revision is None
+    pipeline.run()
+    v2, v3 = world.revision("v2"), world.revision("v3")
+    assert tags_of(world) == [(v3, 100, STABLE_TAG), (v2, 0, PREVIOUS_TAG)]

@@ -158,3 +158,18 @@ def test_a_new_rollout_ends_an_open_window_it_takes_the_traffic_block_from() -> 
     pipeline.run()
     v2, v3 = world.revision("v2"), world.revision("v3")
     assert tags_of(world) == [(v3, 100, STABLE_TAG), (v2, 0, PREVIOUS_TAG)]
+
+
+def test_deleting_the_service_ends_its_window() -> None:
+    from shared.commands import CommandRequest
+    from shared.steps.command_acts import rollout_acts
+    from shared.steps.commands import run_command
+
+    world, _ = promoted("v1", "v2")
+    request = CommandRequest(
+        command="delete", principal="ann@example.com", key="d1", origin="api", service="iris"
+    )
+    run_command(world.deps, request, rollout_acts())
+    world.clock.advance(WINDOW)
+    assert world.deps.store.services_warm_until(world.clock.now()) == []
+    assert sweep(world.deps, cause="tick").released == []

@@ -28,16 +28,20 @@ def act(ctx: StepContext) -> Plan:
     previous = rollout.stable_revision if rollout.stable_revision != rollout.revision else None
     warm = ctx.spec.scaling.warm_seconds if ctx.spec and previous else 0
     warm_until = later(now, warm) if warm else None
+    # The reason says how long; the end time is in the values (a reason reads the same in any run).
     kept = (
-        f"; {previous} stays routed at 0% (tag previous) and warm until "
-        f"{warm_until.isoformat()} for an instant rollback"
+        f"; {previous} stays routed at 0% (tag previous) and warm for {warm}s, for an instant "
+        "rollback"
         if warm_until
         else ""
     )
+    values: dict[str, object] = {"previous_stable_revision": rollout.stable_revision}
+    if warm_until:
+        values["previous_warm_until"] = warm_until.isoformat()
     promoted, decision = ctx.transition(
         Outcome.PROMOTED,
         reason=f"{rollout.revision} promoted: serves 100% ({rollout.image_short}){kept}",
-        values={"previous_stable_revision": rollout.stable_revision},
+        values=values,
         thresholds={"keep_previous_warm_seconds": warm} if previous else None,
         traffic_percent=100,
         previous_warm_until=warm_until,

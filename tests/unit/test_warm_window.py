@@ -67,7 +67,8 @@ def test_at_promotion_the_old_stable_stays_routed_at_zero_with_its_window_record
     )
     assert (rollout.previous_warm_until - rollout.ended_at).total_seconds() == WINDOW  # type: ignore[operator]
     entry = world.store.decisions(rollout.id)[-1]
-    assert f"{v1} stays routed at 0% (tag previous)" in entry.reason
+    assert f"{v1} stays routed at 0% (tag previous) and warm for {WINDOW}s" in entry.reason
+    assert entry.values["previous_warm_until"] == rollout.previous_warm_until.isoformat()
     assert entry.thresholds == {"keep_previous_warm_seconds": WINDOW}
     # Every revision carries the min-scale that keeps it warm while routed at 0 %.
     templates = [call[2] for call in world.serving.calls_of("deploy")]

@@ -242,6 +242,12 @@ def render_status(status: dict[str, Any]) -> str:
             )
     else:
         lines.append("    (no traffic reported by the cluster)")
+    if status.get("previous_revision"):
+        lines.append(
+            f"  warm:    {status['previous_revision']} (previous stable, 0%) until "
+            f"{status.get('previous_warm_until') or '?'}: `hekaton rollback "
+            f"{status['service']}` returns to it at once"
+        )
     if status.get("cluster_error"):
         lines.append(f"  cluster: {status['cluster_error']}")
     if status.get("deleted_at"):

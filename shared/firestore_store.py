@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as google_errors
@@ -11,8 +12,16 @@ from google.cloud import firestore
 from shared import metering
 from shared.errors import PermanentError, PreconditionFailed, RetryableError
 from shared.logs import get_logger
-from shared.model import DeadLetter, Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
-from shared.store import MUST_NOT_EXIST, Change, Versioned
+from shared.model import (
+    DeadLetter,
+    Decision,
+    IgnoredEvent,
+    NotifiedMarker,
+    RequestRecord,
+    Rollout,
+    ServiceRecord,
+)
+from shared.store import COMMITTED_FIELDS, MUST_NOT_EXIST, NOTIFIED_FIELDS, Change, Versioned
 
 SERVICES = "services"
 ROLLOUTS = "rollouts"
@@ -20,6 +29,7 @@ DECISIONS = "decisions"  # subcollection of each rollout: keeps the rollout docu
 IGNORED = "ignored"
 REQUESTS = "requests"  # operator requests, one document per idempotency key
 DEAD_LETTERS = "dead_letters"
+NOTIFICATIONS = "notifications"  # one marker per rollout: committed and published decision seqs
 
 _TRANSIENT = (
     google_errors.ServiceUnavailable,
@@ -88,6 +98,18 @@ class FirestoreStore:
         snaps = self._call(lambda: list(query.stream(**self._opts)))
         return [Versioned(ServiceRecord.from_document(_fields(s)), s.update_time) for s in snaps]
 
+    def services_warm_until(self, before: datetime, limit: int = 50) -> list[ServiceRecord]:
+        """Services whose previous revision's warm window ended at or before `before`."""
+        query = (
+            self._db.collection(SERVICES)
+            .where(filter=firestore.FieldFilter("previous_warm_until", "<=", before))
+            .limit(limit)
+        )
+        return [
+            ServiceRecord.from_document(_fields(s))
+            for s in self._call(lambda: list(query.stream()))
+        ]
+
     def put_service(self, record: ServiceRecord, expected: object | None) -> None:
         """Create (expected=MUST_NOT_EXIST) or update (expected=version) one service."""
         self.commit(Change(services=[(record, expected)]))
@@ -152,6 +174,25 @@ class FirestoreStore:
         )
         return RequestRecord.from_document(_fields(snap)) if snap.exists else None
 
+    def get_notified(self, rollout_id: str) -> Versioned[NotifiedMarker] | None:
+        """A rollout's notified marker, or None (rollouts logged before markers existed)."""
+        snap = self._call(self._db.collection(NOTIFICATIONS).document(rollout_id).get)
+        if not snap.exists:
+            return None
+        return Versioned(NotifiedMarker.from_document(_fields(snap)), snap.update_time)
+
+    def notifications_behind(self, limit: int = 50) -> list[Versioned[NotifiedMarker]]:
+        """Markers with committed decisions not yet known to be published (at most `limit`)."""
+        query = (
+            self._db.collection(NOTIFICATIONS)
+            .where(filter=firestore.FieldFilter("behind", "==", True))
+            .limit(limit)
+        )
+        return [
+            Versioned(NotifiedMarker.from_document(_fields(s)), s.update_time)
+            for s in self._call(lambda: list(query.stream()))
+        ]
+
     # writes -------------------------------------------------------------------------------
     def commit(self, change: Change) -> None:
         """Write a Change atomically; raise PreconditionFailed if any record moved since it was read."""
@@ -183,13 +224,29 @@ class FirestoreStore:
         for request in change.requests:
             ref = self._db.collection(REQUESTS).document(request.id)
             self._write(batch, ref, request.to_document(), MUST_NOT_EXIST)
+        markers = change.committed_markers()
+        for marker in markers:
+            # No precondition: the rollout's own precondition in this batch orders these writes.
+            doc = marker.to_document()
+            part = {k: doc[k] for k in COMMITTED_FIELDS} | {"behind": True}
+            ref = self._db.collection(NOTIFICATIONS).document(marker.rollout_id)
+            batch.set(ref, to_firestore(part), merge=True)
+        for marker, expected in change.notified:
+            doc = marker.to_document()
+            part = {k: doc[k] for k in NOTIFIED_FIELDS} | {"behind": doc["behind"]}
+            ref = self._db.collection(NOTIFICATIONS).document(marker.rollout_id)
+            batch.update(
+                ref, to_firestore(part), option=self._db.write_option(last_update_time=expected)
+            )
         # Firestore bills every document in the batch, whether or not the commit succeeds.
         self._commit_batch(
             batch,
             len(change.rollouts)
             + len(change.services)
             + len(change.decisions)
-            + len(change.requests),
+            + len(change.requests)
+            + len(markers)
+            + len(change.notified),
         )
 
     def _commit_batch(self, batch: Any, documents: int) -> None:

@@ -26,6 +26,10 @@ class ServiceRecord:
     deleted_at: datetime | None = None
     deleted_by: str | None = None
     updated_by: str | None = None  # who last registered the spec (a verified principal)
+    # The stable revision before the last promotion, kept routed (0 %, tag `previous`) and warm
+    # until `previous_warm_until`, when the tick's sweep releases it (shared/steps/warm_window.py).
+    previous_revision: str | None = None
+    previous_warm_until: datetime | None = None
 
     @property
     def namespace(self) -> str:
@@ -96,6 +100,8 @@ class Rollout:
     approved_by: str | None = None
     # The canary analysis' running state (judge state, window start, last figures); {} before traffic.
     analysis: dict[str, Any] = field(default_factory=dict)
+    # Set at promotion: until when the stable revision it replaced stays routed at 0 % and warm.
+    previous_warm_until: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -155,6 +161,9 @@ class Decision:
     values: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, Any] = field(default_factory=dict)
     message_id: str = ""
+    # The candidate's share right after this decision (None in entries written before it was kept):
+    # a notification re-published later tells what the decision did, not what the rollout is now.
+    traffic_percent: int | None = None
 
     def to_document(self) -> dict[str, Any]:
         """Firestore document fields."""
@@ -165,6 +174,42 @@ class Decision:
         """Build from a Firestore document."""
         values: dict[str, Any] = {k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc}
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class NotifiedMarker:
+    """`notifications/{rollout}`: how far a rollout's decision log is committed and published.
+
+    Every commit that logs a decision raises `committed_seq` in the same write; publishing those
+    decisions on `hekaton-events` raises `notified_seq` (with a precondition). A marker behind its
+    log is what a crash between the commit and the publish leaves: the tick's sweep catches it up.
+    """
+
+    rollout_id: str
+    service: str = ""
+    committed_seq: int = 0
+    committed_at: datetime | None = None
+    notified_seq: int = 0
+    notified_at: datetime | None = None
+
+    @property
+    def behind(self) -> bool:
+        """True while some committed decision is not known to be published."""
+        return self.notified_seq < self.committed_seq
+
+    def to_document(self) -> dict[str, Any]:
+        """Firestore document fields (`behind` stored, so the sweep can query it)."""
+        return {**asdict(self), "behind": self.behind}
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> NotifiedMarker:
+        """Build from a Firestore document."""
+        values: dict[str, Any] = {k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc}
+        return cls(**values)
+
+    def evolve(self, **changes: Any) -> NotifiedMarker:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)

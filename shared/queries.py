@@ -76,6 +76,9 @@ def service_status(store: Store, serving: ServingProvider | None, name: str) -> 
         "image_repository": record.repository,
         "stable_revision": record.stable_revision,
         "stable_image": record.stable_image,
+        # Routed at 0 % and warm until then (a rollback to it is instant); None: none kept.
+        "previous_revision": record.previous_revision,
+        "previous_warm_until": _time(record.previous_warm_until),
         "traffic": traffic,
         "ready": ready,
         "cluster_error": cluster_error,

@@ -23,6 +23,10 @@ METRIC = "autoscaling.knative.dev/metric"
 TARGET = "autoscaling.knative.dev/target"
 RETENTION = "autoscaling.knative.dev/scale-to-zero-pod-retention-period"
 GPU_RESOURCE = "nvidia.com/gpu"
+# After a promotion the previous stable revision stays routed (0 %, tag `previous`) and warm this
+# long by default, so a rollback in that window is instant; at most a day.
+DEFAULT_WARM_SECONDS = 600
+MAX_WARM_SECONDS = 86_400
 ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 
 # GKE's `cloud.google.com/gke-accelerator` values for the NVIDIA GPUs GKE offers (the families
@@ -107,6 +111,10 @@ class Scaling(BaseModel):
     scale_to_zero_retention: str | None = None
     # Hard limit of requests in flight per pod (0: unlimited), the revision's containerConcurrency.
     container_concurrency: int | None = Field(default=None, ge=0, le=1000)
+    # How long the previous stable revision stays warm after a promotion (None: the default, or 0
+    # when min_scale is 0). Knative keeps a 0 % revision's pods only while it is routed and has a
+    # min-scale, so a window needs min-scale >= 1 on every revision (set to 1 when min_scale is unset).
+    keep_previous_warm_seconds: int | None = Field(default=None, ge=0, le=MAX_WARM_SECONDS)
 
     @field_validator("scale_to_zero_retention")
     @classmethod
@@ -129,13 +137,29 @@ class Scaling(BaseModel):
     def _consistent(self) -> Scaling:
         if self.metric is not None and self.target is None:
             raise ValueError(f"scaling.metric {self.metric!r} needs scaling.target (per pod)")
+        if self.min_scale == 0 and self.keep_previous_warm_seconds:
+            raise ValueError(
+                f"scaling.keep_previous_warm_seconds ({self.keep_previous_warm_seconds}) needs "
+                "scaling.min_scale of at least 1: with min_scale 0 Knative scales the previous "
+                "revision to zero at 0 % traffic, so it would not be warm; set min_scale: 1, or "
+                "keep_previous_warm_seconds: 0"
+            )
         return self
+
+    @property
+    def warm_seconds(self) -> int:
+        """How long the previous stable revision stays warm after a promotion (0: not kept)."""
+        if self.keep_previous_warm_seconds is not None:
+            return self.keep_previous_warm_seconds
+        return 0 if self.min_scale == 0 else DEFAULT_WARM_SECONDS
 
     def annotations(self) -> dict[str, str]:
         """The Knative autoscaling annotations of the revision template."""
         found = {}
         if self.min_scale is not None:
             found[MIN_SCALE] = str(self.min_scale)
+        elif self.warm_seconds:
+            found[MIN_SCALE] = "1"  # what keeps the revision warm while it is routed at 0 %
         if self.max_scale is not None:
             found[MAX_SCALE] = str(self.max_scale)
         if self.target is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from events.artifact_registry import RegistryAction, RegistryEvent, split_image
 from events.errors import MalformedEvent
 from events.pubsub import PubSubMessage
+from shared.auth.own_access import lockout_problems
 from shared.auth_spec import check_jwks, fetch_jwks
 from shared.commands import CommandRequest, Refused
 from shared.deps import Deps
@@ -27,7 +28,7 @@ def put_service(
     except SpecError as exc:
         raise Refused("invalid", str(exc)) from None
     if spec.auth is not None:
-        spec = _checked_auth(spec)
+        spec = _checked_auth(spec, deps)
     ref = None
     if image is not None:
         try:
@@ -63,9 +64,12 @@ def put_service(
     return answer
 
 
-def _checked_auth(spec: ServiceSpec) -> ServiceSpec:
-    """Fetch the auth section's JWKS URIs (embedding file paths); refuse naming the field."""
+def _checked_auth(spec: ServiceSpec, deps: Deps) -> ServiceSpec:
+    """Fetch the auth section's JWKS URIs (embedding file paths), check it admits hekaton's own
+    token; refuse naming the field."""
     document, problems = check_jwks(spec.to_document(), fetch_jwks)
+    assert spec.auth is not None
+    problems += lockout_problems(spec.auth, deps.settings)
     if problems:
         raise Refused("invalid", "spec is invalid:\n" + "\n".join(f"  {p}" for p in problems))
     return parse_spec(document, origin="spec")

@@ -9,6 +9,8 @@ CANDIDATE_TAG = "candidate"
 # Label on every Istio policy hekaton creates for a service, so deleting the service finds them.
 MANAGED_FOR_LABEL = "hekaton.dev/service"
 STABLE_TAG = "stable"
+# The stable revision before the last promotion, kept routed at 0 % during its warm window.
+PREVIOUS_TAG = "previous"
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from shared.model import DeadLetter, Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
+from shared.model import (
+    DeadLetter,
+    Decision,
+    IgnoredEvent,
+    NotifiedMarker,
+    RequestRecord,
+    Rollout,
+    ServiceRecord,
+)
 
 T = TypeVar("T")
 
@@ -32,10 +41,40 @@ class Change:
     decisions: list[tuple[str, Decision]] = field(default_factory=list)  # (rollout id, entry)
     # Operator requests, each created must-not-exist: the change is applied once per request.
     requests: list[RequestRecord] = field(default_factory=list)
+    # Notified markers advanced after a publish (record, expected version): only their notified part
+    # is written. (The committed part is written by every commit that logs a decision, see below.)
+    notified: list[tuple[NotifiedMarker, object]] = field(default_factory=list)
 
     def empty(self) -> bool:
         """True when there is nothing to write."""
-        return not (self.rollouts or self.services or self.decisions or self.requests)
+        return not (
+            self.rollouts or self.services or self.decisions or self.requests or self.notified
+        )
+
+    def committed_markers(self) -> list[NotifiedMarker]:
+        """The committed part of each logged rollout's marker, written in the same batch as its entries."""
+        services = {rollout.id: rollout.service for rollout, _ in self.rollouts}
+        latest: dict[str, Decision] = {}
+        for rollout_id, decision in self.decisions:
+            if rollout_id not in latest or decision.seq > latest[rollout_id].seq:
+                latest[rollout_id] = decision
+        return [
+            NotifiedMarker(
+                rollout_id=rid,
+                service=services.get(rid, ""),
+                committed_seq=d.seq,
+                committed_at=d.at,
+            )
+            for rid, d in sorted(latest.items())
+        ]
+
+
+# The fields of a marker each kind of write owns: a commit never moves `notified_*`, a notifier
+# never moves `committed_*`, so neither overwrites what the other wrote. Both write `behind`: a
+# commit sets it (what it logged is not published yet), a notifier clears it when it caught up with
+# the `committed_seq` it read (its precondition fails if a commit landed since).
+COMMITTED_FIELDS = ("rollout_id", "service", "committed_seq", "committed_at")
+NOTIFIED_FIELDS = ("notified_seq", "notified_at")
 
 
 class Store(Protocol):
@@ -53,6 +92,10 @@ class Store(Protocol):
 
     def services_for_repository(self, repository: str) -> list[Versioned[ServiceRecord]]:
         """The services following an image repository."""
+        ...
+
+    def services_warm_until(self, before: datetime, limit: int = 50) -> list[ServiceRecord]:
+        """Services whose previous revision's warm window ended at or before `before`."""
         ...
 
     def put_service(self, record: ServiceRecord, expected: object | None) -> None:
@@ -83,6 +126,14 @@ class Store(Protocol):
 
     def commit(self, change: Change) -> None:
         """Write a Change atomically; raise PreconditionFailed if any record moved since it was read."""
+        ...
+
+    def get_notified(self, rollout_id: str) -> Versioned[NotifiedMarker] | None:
+        """A rollout's notified marker, or None (rollouts logged before markers existed)."""
+        ...
+
+    def notifications_behind(self, limit: int = 50) -> list[Versioned[NotifiedMarker]]:
+        """Markers with committed decisions not yet known to be published (at most `limit`)."""
         ...
 
     def record_ignored(self, event: IgnoredEvent) -> None:

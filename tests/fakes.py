@@ -32,6 +32,7 @@ from shared.model import (
     DeadLetter,
     Decision,
     IgnoredEvent,
+    NotifiedMarker,
     RequestRecord,
     Rollout,
     ServiceRecord,
@@ -40,6 +41,7 @@ from shared.policies import FakePolicies
 from shared.publisher import Publisher
 from shared.registry import register
 from shared.serving import (
+    PREVIOUS_TAG,
     RevisionHealth,
     RevisionTemplate,
     ServiceView,
@@ -53,7 +55,14 @@ from shared.steps.engine import Act, run_step
 from shared.steps.ingest import handle as ingest_handle
 from shared.steps.ingest import revision_name
 from shared.steps.sweep import sweep
-from shared.store import MUST_NOT_EXIST, Change, Store, Versioned
+from shared.store import (
+    COMMITTED_FIELDS,
+    MUST_NOT_EXIST,
+    NOTIFIED_FIELDS,
+    Change,
+    Store,
+    Versioned,
+)
 
 # --------------------------------------------------------------------------------------------
 # Store
@@ -74,9 +83,11 @@ class InMemoryStore:
         self._ignored: dict[str, IgnoredEvent] = {}
         self._requests: dict[str, dict[str, Any]] = {}
         self._dead_letters: dict[str, tuple[dict[str, Any], int]] = {}
+        self._notifications: dict[str, tuple[dict[str, Any], int]] = {}
         # Called with every non-empty Change before it is checked; raising aborts the commit (crash injection).
         self.before_commit: list[CommitHook] = []
         self.commits = 0
+        self.marker_commits = 0
         self.failed_commits = 0
         self.decision_writes: list[
             tuple[str, str]
@@ -111,6 +122,17 @@ class InMemoryStore:
                 for _, (doc, version) in sorted(self._services.items())
                 if doc.get("spec", {}).get("image") == repository
             ]
+
+    def services_warm_until(self, before: datetime, limit: int = 50) -> list[ServiceRecord]:
+        """Services whose previous revision's warm window ended at or before `before` (by name)."""
+        with self._lock:
+            found = [
+                ServiceRecord.from_document(copy.deepcopy(doc))
+                for _, (doc, _v) in sorted(self._services.items())
+                if doc.get("previous_warm_until") is not None
+                and doc["previous_warm_until"] <= before
+            ]
+        return found[:limit]
 
     def put_service(self, record: ServiceRecord, expected: object | None) -> None:
         """Create (expected=MUST_NOT_EXIST) or update (expected=version) one service."""
@@ -161,6 +183,23 @@ class InMemoryStore:
             found = self._requests.get(request_id)
         return RequestRecord.from_document(copy.deepcopy(found)) if found else None
 
+    def get_notified(self, rollout_id: str) -> Versioned[NotifiedMarker] | None:
+        """A rollout's notified marker, or None."""
+        with self._lock:
+            found = self._notifications.get(rollout_id)
+            if found is None:
+                return None
+            return Versioned(NotifiedMarker.from_document(copy.deepcopy(found[0])), found[1])
+
+    def notifications_behind(self, limit: int = 50) -> list[Versioned[NotifiedMarker]]:
+        """Markers with committed decisions not yet known to be published (by rollout id)."""
+        with self._lock:
+            return [
+                Versioned(NotifiedMarker.from_document(copy.deepcopy(doc)), version)
+                for _, (doc, version) in sorted(self._notifications.items())
+                if doc.get("behind")
+            ][:limit]
+
     # writes --------------------------------------------------------------------------------
     def commit(self, change: Change) -> None:
         """Write a Change atomically; raise PreconditionFailed (writing nothing) if any record moved."""
@@ -177,6 +216,11 @@ class InMemoryStore:
                 if request.id in self._requests:
                     self.failed_commits += 1
                     raise PreconditionFailed(f"request {request.id} already exists")
+            for marker, expected in change.notified:
+                if marker.rollout_id not in self._notifications:
+                    self.failed_commits += 1
+                    raise PreconditionFailed(f"notified marker {marker.rollout_id} is missing")
+                self._check(self._notifications, "notified marker", marker.rollout_id, expected)
             version = next(self._versions)
             for rollout, _expected in change.rollouts:
                 self._rollouts[rollout.id] = (copy.deepcopy(rollout.to_document()), version)
@@ -188,7 +232,29 @@ class InMemoryStore:
                 self.decision_writes.append((rollout_id, decision.id))
             for request in change.requests:
                 self._requests[request.id] = copy.deepcopy(request.to_document())
-            self.commits += 1
+            for marker in change.committed_markers():
+                doc = marker.to_document()
+                self._merge_marker(marker.rollout_id, doc, COMMITTED_FIELDS, True, version)
+            for marker, _expected in change.notified:
+                doc = marker.to_document()
+                self._merge_marker(marker.rollout_id, doc, NOTIFIED_FIELDS, doc["behind"], version)
+            if change.notified and not (change.rollouts or change.services or change.decisions):
+                self.marker_commits += 1  # bookkeeping after a publish, not a step's write
+            else:
+                self.commits += 1
+
+    def _merge_marker(
+        self,
+        rollout_id: str,
+        doc: dict[str, Any],
+        owned: tuple[str, ...],
+        behind: bool,
+        version: int,
+    ) -> None:
+        """Firestore's merge write of the fields one kind of marker write owns."""
+        current = dict(self._notifications.get(rollout_id, ({}, 0))[0])
+        current.update({k: copy.deepcopy(doc[k]) for k in owned}, behind=behind)
+        self._notifications[rollout_id] = (current, version)
 
     def record_ignored(self, event: IgnoredEvent) -> None:
         """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""
@@ -347,9 +413,16 @@ class FakeServing:
         """Set what a revision's container answers."""
         self.responses[revision] = response
 
-    def traffic_of(self, namespace: str, service: str) -> dict[str, int]:
-        """The Service's traffic as {revision: percent} (zero entries included)."""
-        return {t.revision: t.percent for t in self.traffic.get((namespace, service), [])}
+    def traffic_of(
+        self, namespace: str, service: str, *, with_previous: bool = False
+    ) -> dict[str, int]:
+        """The Service's traffic as {revision: percent} (zero entries included; the warm previous
+        revision, routed at 0 % after a promotion, only `with_previous`)."""
+        return {
+            t.revision: t.percent
+            for t in self.traffic.get((namespace, service), [])
+            if with_previous or t.tag != PREVIOUS_TAG
+        }
 
     def distinct_traffic_states(
         self, namespace: str, service: str

@@ -33,6 +33,7 @@ class DecisionView(_View):
     values: dict[str, Any] = {}
     thresholds: dict[str, Any] = {}
     message_id: str = ""
+    traffic_percent: int | None = None  # the candidate's share after it (None in older entries)
 
 
 class RolloutSummary(_View):
@@ -72,6 +73,8 @@ class ServiceStatus(_View):
     image_repository: str
     stable_revision: str | None
     stable_image: str | None
+    previous_revision: str | None = None  # kept warm at 0 % after the last promotion
+    previous_warm_until: str | None = None
     traffic: list[TrafficEntry]
     ready: bool | None
     cluster_error: str | None

@@ -25,6 +25,9 @@ def act(ctx: CommandContext) -> CommandPlan:
                 deleted_at=ctx.now,
                 deleted_by=ctx.request.principal,
                 active_rollout_id=None,
+                # Its revisions go with the Knative Service: no warm window left to release.
+                previous_revision=None,
+                previous_warm_until=None,
                 updated_at=ctx.now,
             ),
             ctx.service.version,

@@ -22,9 +22,8 @@ from shared.phases import (
     next_phase,
 )
 from shared.retrying import MAX_ATTEMPTS, retry_on_conflict
-from shared.serving import STABLE_TAG, TrafficTarget
 from shared.spec import ServiceSpec
-from shared.steps.traffic import desired_traffic
+from shared.steps.traffic import desired_traffic, resting_traffic
 from shared.store import MUST_NOT_EXIST, Change, Versioned
 
 log = get_logger("engine")
@@ -138,6 +137,7 @@ def transition(
     if target.terminal:
         fields.update(reason=reason, ended_at=now, due_at=None)
     fields.update(updates)
+    moved = rollout.evolve(**fields)
     decision = Decision(
         id=f"{seq:04d}-{outcome.value}",
         seq=seq,
@@ -150,8 +150,9 @@ def transition(
         values=values or {},
         thresholds=thresholds or {},
         message_id=cause,
+        traffic_percent=moved.traffic_percent,
     )
-    return rollout.evolve(**fields), decision
+    return moved, decision
 
 
 def first_entry(
@@ -175,6 +176,7 @@ def first_entry(
         reason=reason,
         values=values or {},
         message_id=cause,
+        traffic_percent=rollout.traffic_percent,
     )
 
 
@@ -536,12 +538,9 @@ def reconcile_traffic(deps: Deps, service_name: str) -> None:
     if active is not None and active.value.active and active.value.phase is not Phase.DEPLOYING:
         apply_traffic(deps, active.value)
         return
-    if service.value.stable_revision:
-        deps.serving.set_traffic(
-            service.value.namespace,
-            service_name,
-            [TrafficTarget(service.value.stable_revision, 100, STABLE_TAG)],
-        )
+    resting = resting_traffic(service.value, deps.clock.now())
+    if resting:
+        deps.serving.set_traffic(service.value.namespace, service_name, resting)
 
 
 def end_service_pointer(

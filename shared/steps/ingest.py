@@ -162,7 +162,14 @@ def decide(ctx: BirthContext, event: RegistryEvent, pushed_at: datetime) -> Birt
         rollout,
         _created_decision(ctx, rollout),
         ended=ended,
-        service=record.evolve(active_rollout_id=rollout.id, updated_at=ctx.now),
+        # The new rollout owns the traffic block from its deploy on (which routes no previous
+        # revision): a warm window still open ends here.
+        service=record.evolve(
+            active_rollout_id=rollout.id,
+            previous_revision=None,
+            previous_warm_until=None,
+            updated_at=ctx.now,
+        ),
     )
 
 

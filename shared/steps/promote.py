@@ -25,11 +25,26 @@ def act(ctx: StepContext) -> Plan:
             due_at=deadline,
         )
         return Plan(held, decision)
+    previous = rollout.stable_revision if rollout.stable_revision != rollout.revision else None
+    warm = ctx.spec.scaling.warm_seconds if ctx.spec and previous else 0
+    warm_until = later(now, warm) if warm else None
+    # The reason says how long; the end time is in the values (a reason reads the same in any run).
+    kept = (
+        f"; {previous} stays routed at 0% (tag previous) and warm for {warm}s, for an instant "
+        "rollback"
+        if warm_until
+        else ""
+    )
+    values: dict[str, object] = {"previous_stable_revision": rollout.stable_revision}
+    if warm_until:
+        values["previous_warm_until"] = warm_until.isoformat()
     promoted, decision = ctx.transition(
         Outcome.PROMOTED,
-        reason=f"{rollout.revision} promoted: serves 100% ({rollout.image_short})",
-        values={"previous_stable_revision": rollout.stable_revision},
+        reason=f"{rollout.revision} promoted: serves 100% ({rollout.image_short}){kept}",
+        values=values,
+        thresholds={"keep_previous_warm_seconds": warm} if previous else None,
         traffic_percent=100,
+        previous_warm_until=warm_until,
     )
     touched = apply_traffic(ctx.deps, promoted)
     record = None
@@ -38,6 +53,8 @@ def act(ctx: StepContext) -> Plan:
             stable_revision=rollout.revision,
             stable_image=rollout.image_ref,
             stable_digest=rollout.digest,
+            previous_revision=previous if warm_until else None,
+            previous_warm_until=warm_until,
             active_rollout_id=None
             if service.value.active_rollout_id == rollout.id
             else service.value.active_rollout_id,

@@ -106,7 +106,10 @@ def act(ctx: CommandContext) -> CommandPlan:
             values={**values, "previous_stable_revision": record.stable_revision},
         )
         change.decisions.append((kept.id, entry))
-    updated = record.evolve(stable_revision=target, updated_at=ctx.now)
+    # Traffic is all on the target now: a warm previous revision is released with its tag.
+    updated = record.evolve(
+        stable_revision=target, previous_revision=None, previous_warm_until=None, updated_at=ctx.now
+    )
     if active is not None and record.active_rollout_id == active.id:
         updated = updated.evolve(active_rollout_id=None)
     if target != record.stable_revision:

@@ -1,4 +1,5 @@
-"""The tick: re-emit steps that are due (ends of waits) and steps whose event was lost."""
+"""The tick: re-emit steps that are due (ends of waits) and steps whose event was lost, and publish
+the notifications a crash between a commit and its publish lost."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from shared.deps import Deps
 from shared.errors import PreconditionFailed
 from shared.logs import get_logger
 from shared.model import Rollout
-from shared.notifications import republish_latest
+from shared.notifications import catch_up
 from shared.steps.engine import publish_next
+from shared.steps.warm_window import release_ended_windows
 from shared.store import Change
 
 SOURCE = "tick"
@@ -23,6 +25,8 @@ class SweepReport:
 
     emitted: list[str] = field(default_factory=list)
     checked: int = 0
+    notified: list[str] = field(default_factory=list)  # ids of transition events re-published
+    released: list[str] = field(default_factory=list)  # services whose warm window ended
 
 
 def needs_emit(rollout: Rollout, grace_cutoff: datetime, now: datetime) -> bool:
@@ -48,14 +52,13 @@ def sweep(deps: Deps, cause: str) -> SweepReport:
             deps.store.commit(Change(rollouts=[(rollout.evolve(emitted_at=now), loaded.version)]))
         except PreconditionFailed:
             continue  # it moved meanwhile: whoever moved it published what comes next
-        if rollout.emitted_at and rollout.due_at and rollout.emitted_at >= rollout.due_at:
-            # Published once it was due, long ago: the event was lost, maybe by a crash right after
-            # the commit, before its notification went out too. Same id: a duplicate is harmless.
-            republish_latest(deps, rollout, source=SOURCE)
         publish_next(deps, rollout, cause=cause, source=SOURCE)
         report.emitted.append(rollout.id)
         log.info(
             "re-emitted due step",
             extra={"rollout": rollout.id, "service": rollout.service, "phase": rollout.phase.value},
         )
+    # Ended rollouts too: a crash right after a PROMOTED or ROLLED_BACK commit loses its event.
+    report.notified = catch_up(deps, cutoff=cutoff, source=SOURCE).published
+    report.released = release_ended_windows(deps).released
     return report

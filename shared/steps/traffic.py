@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from shared.model import Rollout
+from datetime import datetime
+
+from shared.model import Rollout, ServiceRecord
 from shared.phases import Phase
-from shared.serving import CANDIDATE_TAG, STABLE_TAG, TrafficTarget
+from shared.serving import CANDIDATE_TAG, PREVIOUS_TAG, STABLE_TAG, TrafficTarget
 
 _RETURNED = frozenset({Phase.FAILED, Phase.ROLLED_BACK, Phase.SUPERSEDED})
 
@@ -15,7 +17,11 @@ def desired_traffic(rollout: Rollout) -> list[TrafficTarget]:
     if rollout.phase is Phase.DELETED:
         return []  # the Knative Service is gone: there is no traffic block to write
     if rollout.phase is Phase.PROMOTED:
-        return [TrafficTarget(candidate, 100, STABLE_TAG)]
+        promoted = [TrafficTarget(candidate, 100, STABLE_TAG)]
+        if rollout.previous_warm_until is not None and stable and stable != candidate:
+            # Routed at 0 %: Knative keeps it (with its min-scale) warm for an instant rollback.
+            promoted.append(TrafficTarget(stable, 0, PREVIOUS_TAG))
+        return promoted
     if rollout.phase in _RETURNED:
         # With no stable revision to return to (a failed first deploy) there is nothing better to route to.
         return [TrafficTarget(stable, 100, STABLE_TAG)] if stable else []
@@ -27,3 +33,19 @@ def desired_traffic(rollout: Rollout) -> list[TrafficTarget]:
         TrafficTarget(stable, 100 - percent, STABLE_TAG),
         TrafficTarget(candidate, percent, CANDIDATE_TAG),
     ]
+
+
+def resting_traffic(record: ServiceRecord, now: datetime) -> list[TrafficTarget]:
+    """Traffic of a service with no rollout in flight: its stable revision, plus the previous one at
+    0 % while its warm window lasts ([]: nothing is stable yet)."""
+    if not record.stable_revision:
+        return []
+    traffic = [TrafficTarget(record.stable_revision, 100, STABLE_TAG)]
+    if (
+        record.previous_revision
+        and record.previous_revision != record.stable_revision
+        and record.previous_warm_until is not None
+        and now < record.previous_warm_until
+    ):
+        traffic.append(TrafficTarget(record.previous_revision, 0, PREVIOUS_TAG))
+    return traffic

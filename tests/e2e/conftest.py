@@ -16,6 +16,7 @@ import pytest
 from local.components import MissingComponent
 from local.stack import StackOptions, StackStartFailed, up
 from tests.e2e.stack_client import E2EStack
+from tests.e2e.webhook_receiver import WebhookReceiver
 
 # Everything the CLI library or a Google client might read from the environment: pointed at the
 # test's stack for the duration of the e2e tests, restored afterwards.
@@ -23,12 +24,23 @@ _CLIENT_VARS = ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD
 
 
 @pytest.fixture(scope="package")
-def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
+def webhook() -> Iterator[WebhookReceiver]:
+    """The Slack-style webhook the stack's notify sink posts every transition to (answers 200)."""
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="package")
+def e2e_stack(
+    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver
+) -> Iterator[E2EStack]:
     """The running stack (emulators, cluster, every function, ticker) with helpers to drive it."""
     state_dir = tmp_path_factory.mktemp("e2e-stack")
     spec_dir = tmp_path_factory.mktemp("e2e-specs")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("HEKATON_STATE_DIR", str(state_dir))
+        # As a developer would: the sink's secret URL comes from the environment `up` runs in.
+        env.setenv("HEKATON_NOTIFY_WEBHOOK_URL", webhook.url)
         env.delenv("HEKATON_PROJECT", raising=False)
         env.delenv("HEKATON_STATUS_URL", raising=False)
         started_at = time.monotonic()

@@ -28,6 +28,7 @@ from cli.rollout_commands import (
 from cli.target import Target
 from functions.manifest import FUNCTIONS
 from local.stack import StartedStack
+from shared.serving import PREVIOUS_TAG
 from shared.steps.ingest import revision_name, rollout_id
 
 T = TypeVar("T")
@@ -73,8 +74,14 @@ class Pushed:
 
 
 def traffic_pairs(traffic: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    """`[(revision, percent)]` of a status or cluster traffic list, for compact comparisons."""
-    return [(entry["revision"], entry["percent"]) for entry in traffic]
+    """`[(revision, percent)]` of a status or cluster traffic list, for compact comparisons: who
+    serves which share. The warm previous revision (0 %, tag `previous`, kept for a while after a
+    promotion) serves nobody and is left out; tests of the warm window look at it themselves."""
+    return [
+        (entry["revision"], entry["percent"])
+        for entry in traffic
+        if not (entry.get("tag") == PREVIOUS_TAG and not entry["percent"])
+    ]
 
 
 class E2EStack:
@@ -197,9 +204,16 @@ class E2EStack:
 
     def ksvc(self, service: str, namespace: str) -> dict[str, Any]:
         """The Knative Service object as the cluster's API serves it."""
+        return self._knative("services", service, namespace)
+
+    def get_revision(self, revision: str, namespace: str) -> dict[str, Any]:
+        """A Knative Revision object as the cluster's API serves it."""
+        return self._knative("revisions", revision, namespace)
+
+    def _knative(self, plural: str, name: str, namespace: str) -> dict[str, Any]:
         response = self._http.get(
             f"{self.state.exports['kube_server']}/apis/serving.knative.dev/v1/namespaces/"
-            f"{namespace}/services/{service}"
+            f"{namespace}/{plural}/{name}"
         )
         response.raise_for_status()
         return dict(response.json())

@@ -81,7 +81,7 @@ def _logged_retryable(stack: E2EStack, topic: str, message_id: str) -> bool:
 _VARYING_KEYS = frozenset(
     {"at", "message_id", "latency_ms", "started_at", "updated_at", "ended_at"}
     # the validation's warm-up deadline and the golden replay's duration are wall-clock figures
-    | {"warmup_deadline", "retry_at", "seconds"}
+    | {"warmup_deadline", "retry_at", "seconds", "previous_warm_until"}
 )
 
 

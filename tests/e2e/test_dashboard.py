@@ -151,7 +151,13 @@ def test_the_dashboard_shows_services_traffic_and_a_rollout_live(
     row = page.locator(f'tr.rollout[data-rollout="{rid}"][data-phase="PROMOTED"]')
     row.wait_for(timeout=10_000)
     assert ended["reason"] and ended["reason"] in row.locator("td.reason").inner_text()
-    wait_until(lambda: _bars(page) == [(v2, 100)], timeout=10, what="v2 at 100% on the page")
+    # v1 stays routed at 0 % (tag previous) during its warm window: drawn as an empty bar.
+    wait_until(
+        lambda: _bars(page) == [(v2, 100), (v1, 0)],
+        timeout=10,
+        what="v2 at 100% and the warm v1 at 0% on the page",
+    )
+    assert f"{v1} (previous)" in page.locator(f'[data-service="{SERVICE}"]').inner_text()
     assert "no rollout in flight" in page.locator(f'[data-service="{SERVICE}"]').inner_text()
     assert page.evaluate("window.notReloaded") is True
 

@@ -3,8 +3,11 @@ hekaton's own validation requests carry a token, so the rollout still validates 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
+import yaml
 
 from tests.e2e.specs import E2E_NAMESPACE, e2e_repository, e2e_spec
 from tests.e2e.stack_client import E2EStack, wait_until
@@ -55,3 +58,33 @@ def test_a_service_with_auth_refuses_bad_callers_and_still_promotes(e2e_stack: E
     answered = _predict(e2e_stack, allowed)
     assert answered.status_code == 200, answered.text
     assert answered.json()["predictions"] == ["setosa"]
+
+
+def test_register_refuses_an_auth_section_that_would_lock_hekaton_out(
+    e2e_stack: E2EStack, tmp_path: Path
+) -> None:
+    """`hekaton register` of a section admitting only alice: exit non-zero, the field and what to
+    add in the message, nothing registered."""
+    jwks = e2e_stack.state.state_dir / "auth" / "jwks.json"
+    auth = {
+        "issuers": [
+            {"issuer": "hekaton-local", "jwks_uri": str(jwks), "audiences": ["hekaton-local"]}
+        ],
+        "principals": ["hekaton-local/alice@hekaton.local"],
+    }
+    name = f"{SERVICE}-locked"
+    spec = e2e_spec(name, REPOSITORY, auth=auth)
+    spec["validation"].pop("golden", None)
+    path = tmp_path / "locked.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    done = e2e_stack.cli("register", str(path))
+    assert done.returncode != 0, done.stdout
+    assert (
+        "auth.principals: none admits 'hekaton-local/hekaton@hekaton.local', hekaton's own "
+        "principal" in done.stderr
+    ), done.stderr
+    assert "add `hekaton-local/hekaton@hekaton.local`" in done.stderr
+    assert (
+        e2e_stack.api("GET", f"/services/{name}", api="status", token=e2e_stack.token()).status_code
+        == 404
+    )

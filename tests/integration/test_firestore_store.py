@@ -328,7 +328,7 @@ def test_usage_counts_documents_read_and_written(store: FirestoreStore) -> None:
         )
         store.get_rollout("iris-r1")
         store.decisions("iris-r1")
-    assert usage[metering.FIRESTORE_WRITES] == 3
+    assert usage[metering.FIRESTORE_WRITES] == 4  # rollout, two entries, its notified marker
     assert usage[metering.FIRESTORE_READS] == 3  # one document, then a query returning two
 
 
@@ -400,3 +400,52 @@ def test_pages_cursors_counts_and_decisions_after_a_sequence_number(store: Fires
     assert [e.message_id for e in page] == ["m/2", "m/1"]
     assert [e.message_id for e in store.list_ignored(limit=2, after=page[-1].id)] == ["m/0"]
     assert store.count_ignored() == 3
+
+
+def test_notified_marker_commits_and_publishes_never_overwrite_each_other(
+    store: FirestoreStore,
+) -> None:
+    """A commit raises committed_seq (behind), a notifier raises notified_seq with a precondition;
+    a commit landing in between fails the notifier's write; `notifications_behind` finds laggards."""
+    first = rollout(seq=2)
+    store.commit(
+        Change(
+            rollouts=[(first, MUST_NOT_EXIST)],
+            decisions=[(first.id, decision(1)), (first.id, decision(2))],
+        )
+    )
+    marker = store.get_notified(first.id)
+    assert marker is not None
+    assert (marker.value.committed_seq, marker.value.notified_seq, marker.value.service) == (
+        2,
+        0,
+        "iris",
+    )
+    assert marker.value.committed_at == T0 + timedelta(seconds=2)
+    assert [m.value.rollout_id for m in store.notifications_behind()] == [first.id]
+
+    # A commit lands after the notifier read the marker: the notifier's write is refused.
+    loaded_rollout = store.get_rollout(first.id)
+    assert loaded_rollout is not None
+    store.commit(
+        Change(
+            rollouts=[(first.evolve(seq=3), loaded_rollout.version)],
+            decisions=[(first.id, decision(3))],
+        )
+    )
+    with pytest.raises(PreconditionFailed):
+        store.commit(Change(notified=[(marker.value.evolve(notified_seq=2), marker.version)]))
+
+    fresh = store.get_notified(first.id)
+    assert fresh is not None and fresh.value.committed_seq == 3 and fresh.value.notified_seq == 0
+    store.commit(
+        Change(notified=[(fresh.value.evolve(notified_seq=3, notified_at=T0), fresh.version)])
+    )
+    level = store.get_notified(first.id)
+    assert level is not None
+    assert (level.value.committed_seq, level.value.notified_seq, level.value.behind) == (
+        3,
+        3,
+        False,
+    )
+    assert store.notifications_behind() == []

@@ -61,3 +61,26 @@ def test_status_shows_the_live_line_for_the_active_rollout() -> None:
     lines = render_status(status).splitlines()
     live = [line for line in lines if line.strip().startswith("live:")]
     assert live == ["  live:    " + render_figures(figures())]
+
+
+def test_status_shows_the_warm_previous_revision_and_how_to_return_to_it() -> None:
+    status = {
+        "service": "iris",
+        "namespace": "models",
+        "stable_revision": "iris-bbb",
+        "stable_image": None,
+        "previous_revision": "iris-aaa",
+        "previous_warm_until": "2026-03-01T12:10:00+00:00",
+        "traffic": [
+            {"revision": "iris-bbb", "percent": 100, "tag": "stable"},
+            {"revision": "iris-aaa", "percent": 0, "tag": "previous"},
+        ],
+        "active_rollout": None,
+        "last_rollout": None,
+    }
+    lines = render_status(status).splitlines()
+    assert "    iris-aaa                           0%  previous" in lines
+    assert (
+        "  warm:    iris-aaa (previous stable, 0%) until 2026-03-01T12:10:00+00:00: "
+        "`hekaton rollback iris` returns to it at once"
+    ) in lines

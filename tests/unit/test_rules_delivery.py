@@ -87,7 +87,7 @@ def test_clean_run_first_deploy_then_three_steps() -> None:
         {old: 90, new: 10},
         {old: 50, new: 50},
         {old: 0, new: 100},
-        {new: 100},
+        {new: 100, old: 0},  # promoted: v1 stays routed at 0 % (tag previous), warm for a rollback
     ]
     service = world.store.get_service("iris")
     assert service is not None

@@ -217,8 +217,18 @@ def test_knative_template_merges_into_the_existing_one() -> None:
     assert current["spec"]["containers"][0]["image"] == "old"  # not mutated
 
 
-def test_a_spec_without_scaling_sets_only_the_deadline() -> None:
+def test_a_spec_without_scaling_sets_the_deadline_and_the_min_scale_of_the_warm_window() -> None:
+    """The default warm window needs one pod per routed revision (Knative: a 0 % revision is kept
+    only with a min-scale); without a window, only the deadline."""
     template = revision_template(parse_spec({"name": "m", "image": "r.io/p/m"}), rollout())
+    assert template.annotations == {
+        "serving.knative.dev/progress-deadline": "300s",
+        "autoscaling.knative.dev/min-scale": "1",
+    }
+    cold = parse_spec(
+        {"name": "m", "image": "r.io/p/m", "scaling": {"keep_previous_warm_seconds": 0}}
+    )
+    template = revision_template(cold, rollout())
     assert set(template.annotations) == {"serving.knative.dev/progress-deadline"}
     assert (template.resources, template.node_selector, template.tolerations) == ({}, {}, [])
     assert template.container_concurrency is None and template.env == []

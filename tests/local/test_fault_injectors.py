@@ -152,3 +152,50 @@ def _wait_for(condition: Any, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+class _Scripted(KubeFaultInjector):
+    """An injector whose plans the test gives, one per request."""
+
+    def __init__(self, plans: list[Any]) -> None:
+        self.plans = plans
+
+    def plan(self, method: str, *, watch: bool) -> Any:
+        return self.plans.pop(0)
+
+
+def test_the_api_server_answers_injected_errors_and_conflicts_and_changes_nothing() -> None:
+    import http.client
+
+    from local.faults.kube import KubePlan
+    from local.kube.apiserver import ApiServer
+    from local.kube.registry import Registry
+    from local.kube.store import Store
+
+    injector = _Scripted(
+        [KubePlan(conflict=True), KubePlan(error_code=503), KubePlan(), KubePlan()]
+    )
+    server = ApiServer(Registry(Store(100), [], True), faults=injector)
+    server.start()
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        path = "/api/v1/namespaces"
+        body = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}})
+
+        def call(method: str, payload: str | None = None) -> tuple[int, dict[str, Any]]:
+            conn = http.client.HTTPConnection(host, int(port), timeout=5)
+            headers = {"Content-Type": "application/json"}
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            answer = response.status, json.loads(response.read())
+            conn.close()
+            return answer
+
+        conflict, error = call("POST", body), call("POST", body)
+        assert conflict[0] == 409 and conflict[1]["reason"] == "Conflict"
+        assert error[0] == 503 and "injected fault" in error[1]["message"]
+        names = [item["metadata"]["name"] for item in call("GET")[1]["items"]]
+        assert "x" not in names  # neither refused write was applied
+        assert call("POST", body)[0] == 201
+    finally:
+        server.stop()

@@ -70,6 +70,7 @@ def _fault_table(counts: dict[str, int]) -> list[str]:
 def report(result: Comparison, faulty: dict[str, Any], baseline: dict[str, Any], args: Any) -> str:
     """The soak's table."""
     median, longest = result.converge()
+    base_median, base_longest = compare(baseline, baseline).converge()
     base_lost = [r for r in baseline["rollouts"] if r.get("lost") or r.get("phase") is None]
     phases: dict[str, int] = {}
     for r in faulty["rollouts"]:
@@ -90,6 +91,7 @@ def report(result: Comparison, faulty: dict[str, Any], baseline: dict[str, Any],
         f"  {'wrong final traffic':<34} {len(result.wrong_traffic):>6}",
         f"  {'baseline rollouts lost':<34} {len(base_lost):>6}",
         f"  {'time to converge, median / max':<34} {median:>5.1f}s / {longest:.1f}s",
+        f"  {'  fault-free run, median / max':<34} {base_median:>5.1f}s / {base_longest:.1f}s",
     ]
     for title, items in (
         ("lost", result.lost),

@@ -19,8 +19,18 @@ _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT[0-9:.+Z-]+")
 Key = tuple[str, int]  # (service, index of the push)
 
 
+# How many tries a cold candidate needed before it answered (validation's warm-up) depends on the
+# machine's load, not on what was decided.
+_ATTEMPTS = re.compile(r" after \d+ attempts")
+# A deploy redelivered after a crash that followed its Kubernetes call finds the revision it
+# created: the same revision, worded as reused.
+_REUSED = re.compile(r"\b(created|reused existing) revision\b")
+
+
 def normalize_reason(reason: str) -> str:
-    """The reason without run-specific ids, timestamps and durations."""
+    """The reason without run-specific ids, timestamps, durations and warm-up attempts."""
+    reason = _ATTEMPTS.sub("", reason)
+    reason = _REUSED.sub("<deployed> revision", reason)
     reason = _TIMESTAMP.sub("<time>", reason)
     reason = _ROLLOUT_ID.sub("<rollout>", reason)
     return _NUMBER_WITH_UNIT.sub("<duration>", reason)

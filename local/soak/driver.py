@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 POLL_SECONDS = 0.25
 CALL_DEADLINE_SECONDS = 60.0
+SETTLE_SECONDS = 60.0
 
 
 class Lost(RuntimeError):
@@ -100,11 +101,23 @@ class ServiceDriver:
         path.write_text(yaml.safe_dump(self.service.spec(), sort_keys=False))
         patiently(lambda: register_file(self.target, path), what=f"register {self.service.name}")
         results = [self._one(planned) for planned in self.service.rollouts]
-        status = patiently(
-            lambda: fetch(self.target, f"/services/{self.service.name}"), what="status"
-        )
-        traffic = sorted((t["revision"], int(t["percent"])) for t in status.get("traffic") or [])
-        return ServiceResult(self.service.name, results, traffic)
+        return ServiceResult(self.service.name, results, self._settled_traffic())
+
+    def _settled_traffic(self) -> list[tuple[str, int]]:
+        """The traffic the cluster reports once it shows the stable revision at 100 % (the
+        Service's status trails its spec while the controller catches up), or what it still
+        shows at the deadline."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            status = patiently(
+                lambda: fetch(self.target, f"/services/{self.service.name}"), what="status"
+            )
+            traffic = sorted(
+                (t["revision"], int(t["percent"])) for t in status.get("traffic") or []
+            )
+            if traffic == [(status.get("stable_revision"), 100)] or time.monotonic() >= deadline:
+                return traffic
+            time.sleep(POLL_SECONDS)
 
     def _one(self, planned: PlannedRollout) -> RolloutResult:
         result = RolloutResult(planned.service, planned.index, planned.tag)

@@ -36,6 +36,11 @@ def test_reasons_lose_ids_times_and_durations_only() -> None:
     reason = "superseded by iris-0123456789ab-a1b2c3 at 2026-12-01T21:00:00.123+00:00 after 1.25s"
     assert normalize_reason(reason) == "superseded by <rollout> at <time> after <duration>"
     assert normalize_reason("step 10% passed; next 50%") == "step 10% passed; next 50%"
+    assert normalize_reason("validation failed after 2 attempts: x") == "validation failed: x"
+    assert normalize_reason("reused existing revision r-1 for v") == normalize_reason(
+        "created revision r-1 for v"
+    )
+    assert normalize_reason("created revision r-1") != normalize_reason("created revision r-2")
 
 
 def _run() -> dict[str, Any]:

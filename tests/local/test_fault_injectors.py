@@ -199,3 +199,24 @@ def test_the_api_server_answers_injected_errors_and_conflicts_and_changes_nothin
         assert call("POST", body)[0] == 201
     finally:
         server.stop()
+
+
+def test_up_reads_the_fault_option_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    import argparse
+
+    from cli.stack_commands import options_from
+    from local.stack_state import StackError
+
+    def args(**given: Any) -> argparse.Namespace:
+        base = {"only": None, "project": "p", "domain": "example.com", "faults": None}
+        return argparse.Namespace(**{**base, "fault_seed": None, **given})
+
+    assert options_from(args()).faults is None  # off by default
+    every = options_from(args(faults="all", fault_seed=4)).faults
+    assert every is not None and every.seed == 4 and len(every.kinds()) == 4
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("faults: {kube: {conflict: -1}}\n")
+    with pytest.raises(FaultSpecError, match=r"faults\.kube\.conflict"):
+        options_from(args(faults=str(bad)))
+    with pytest.raises(StackError, match="--fault-seed needs --faults"):
+        options_from(args(fault_seed=3))

@@ -220,3 +220,35 @@ def test_up_reads_the_fault_option_and_refuses_a_bad_one(tmp_path: Path) -> None
         options_from(args(faults=str(bad)))
     with pytest.raises(StackError, match="--fault-seed needs --faults"):
         options_from(args(fault_seed=3))
+
+
+def test_a_dropped_watch_is_cut_after_its_first_event() -> None:
+    import http.client
+
+    from local.faults.kube import KubePlan
+    from local.kube.apiserver import ApiServer
+    from local.kube.registry import Registry
+    from local.kube.store import Store
+
+    injector = _Scripted([KubePlan(), KubePlan(), KubePlan(drop_watch=True), KubePlan()])
+    server = ApiServer(Registry(Store(100), [], True), faults=injector)
+    server.start()
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+
+        def request(method: str, path: str, body: str | None = None) -> http.client.HTTPResponse:
+            conn = http.client.HTTPConnection(host, int(port), timeout=5)
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            return conn.getresponse()
+
+        for name in ("a", "b"):
+            doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            assert request("POST", "/api/v1/namespaces", json.dumps(doc)).status == 201
+        dropped = request("GET", "/api/v1/namespaces?watch=true&resourceVersion=0&timeoutSeconds=2")
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            dropped.read()
+        assert len([line for line in cut.value.partial.splitlines() if line.strip()]) == 1
+        whole = request("GET", "/api/v1/namespaces?watch=true&resourceVersion=0&timeoutSeconds=1")
+        assert len([line for line in whole.read().splitlines() if line.strip()]) >= 2
+    finally:
+        server.stop()

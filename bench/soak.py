@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -104,6 +105,10 @@ def report(result: Comparison, faulty: dict[str, Any], baseline: dict[str, Any],
     return "\n".join(lines)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     """Run the soak; exit 1 on any lost/duplicated/missing/wrong."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -119,6 +124,8 @@ def main() -> int:
     parser.add_argument("--save", type=Path, help="save the fault-free run here, for --baseline")
     parser.add_argument("--json", type=Path, help="write the faulty run and the comparison here")
     args = parser.parse_args()
+    # A soak stopped by SIGTERM (a CI timeout) still stops the stack it started (run_once's finally).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         make_scenario(args.seed, args.rollouts, args.services)
         faults = load_spec(args.faults, seed=args.seed)
@@ -145,6 +152,9 @@ def main() -> int:
         except StackStartFailed as exc:
             print(f"error: {exc}\n{exc.log_tail()}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print("soak interrupted; its stacks were stopped", file=sys.stderr)
+            return 130
     result = compare(faulty, baseline)
     print(report(result, faulty, baseline, args))
     if args.json:

@@ -9,6 +9,7 @@ fixed Idempotency-Key, so a retried command is applied once.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,13 +95,14 @@ class ServiceDriver:
         self.service = service
         self.spec_dir = spec_dir
         self.timeout = timeout
+        self.stopped = threading.Event()
 
     def run(self) -> ServiceResult:
         """Register, push each rollout and follow it to its end; then read the final traffic."""
         path = self.spec_dir / f"{self.service.name}.yaml"
         path.write_text(yaml.safe_dump(self.service.spec(), sort_keys=False))
         patiently(lambda: register_file(self.target, path), what=f"register {self.service.name}")
-        results = [self._one(planned) for planned in self.service.rollouts]
+        results = [self._one(p) for p in self.service.rollouts if not self.stopped.is_set()]
         return ServiceResult(self.service.name, results, self._settled_traffic())
 
     def _settled_traffic(self) -> list[tuple[str, int]]:
@@ -115,7 +117,8 @@ class ServiceDriver:
             traffic = sorted(
                 (t["revision"], int(t["percent"])) for t in status.get("traffic") or []
             )
-            if traffic == [(status.get("stable_revision"), 100)] or time.monotonic() >= deadline:
+            settled = traffic == [(status.get("stable_revision"), 100)]
+            if settled or time.monotonic() >= deadline or self.stopped.is_set():
                 return traffic
             time.sleep(POLL_SECONDS)
 
@@ -128,7 +131,7 @@ class ServiceDriver:
         result.rollout_id = rid
         issued: set[str] = set()
         deadline = began + self.timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stopped.is_set():
             try:
                 rollout = fetch(self.target, f"/rollouts/{rid}")
             except CommandError:
@@ -200,6 +203,14 @@ def drive(
 ) -> list[ServiceResult]:
     """Every service's pushes, services in parallel (each service's rollouts in order)."""
     spec_dir.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="soak") as pool:
-        futures = [pool.submit(ServiceDriver(target, s, spec_dir, timeout).run) for s in scenario]
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="soak")
+    drivers = [ServiceDriver(target, s, spec_dir, timeout) for s in scenario]
+    try:
+        futures = [pool.submit(d.run) for d in drivers]
         return [f.result() for f in futures]
+    except BaseException:  # interrupted: the drivers stop at their next poll, then we go
+        for d in drivers:
+            d.stopped.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -94,11 +94,25 @@ def _signal_handlers(handler: Callable[[int, FrameType | None], Any]) -> Iterato
 def options_from(args: argparse.Namespace) -> stack.StackOptions:
     """StackOptions from the ``up`` arguments."""
     only = frozenset(n.strip() for n in args.only.split(",") if n.strip()) if args.only else None
-    return stack.StackOptions(project=args.project, domain=args.domain, only=only)
+    faults = None
+    if args.faults:
+        from local.faults.spec import load_spec
+
+        faults = load_spec(args.faults, seed=args.fault_seed)  # FaultSpecError names the field
+    elif args.fault_seed is not None:
+        raise stack_state.StackError("--fault-seed needs --faults FILE|all")
+    return stack.StackOptions(project=args.project, domain=args.domain, only=only, faults=faults)
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    options = options_from(args)
+    from local.faults.spec import FaultSpecError
+
+    try:
+        options = options_from(args)
+    except (FaultSpecError, stack_state.StackError) as exc:
+        _err(f"error: {exc}")
+        _err("nothing was started.")
+        return 2
     supervisor = None if args.detach else os.getpid()
     try:
         with _signal_handlers(_raise_interrupt):
@@ -253,6 +267,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--domain", default=stack.DEFAULT_DOMAIN, help="ingress domain (%(default)s)")
     p.add_argument(
         "--only", metavar="NAMES", help="start only these components, e.g. pubsub,firestore"
+    )
+    p.add_argument(
+        "--faults",
+        metavar="FILE|all",
+        help="inject faults: a fault spec file (see README, Fault injection) or `all`",
+    )
+    p.add_argument(
+        "--fault-seed", type=int, metavar="N", help="seed of the injected faults (the spec's)"
     )
     p.set_defaults(func=_cmd_up)
     p = subparsers.add_parser("down", help="stop everything the local stack started")

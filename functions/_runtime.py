@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from events import trace
 from events.errors import MalformedEvent
 from events.pubsub import PUBSUB_EVENT_TYPE, PubSubMessage, parse_message, topic_from_source
-from shared import logs, metering
+from shared import crashpoints, logs, metering
 from shared.deps import Deps
 from shared.errors import PermanentError, RetryableError
 from shared.ignoring import record_ignored
@@ -23,6 +24,11 @@ def deps() -> Deps:
     if _deps is None:
         settings = Settings.from_env()
         logs.configure(fmt=settings.log_format, project=settings.project)
+        if settings.crash_points:  # fault injection on the local stack; never set in GCP
+            # Seeded per worker: a worker respawned after a crash must not replay the draw that
+            # ended its predecessor (that would crash it at the same place, forever).
+            seed = f"{settings.crash_seed}:{os.getpid()}"
+            crashpoints.arm(crashpoints.CrashPoints(settings.crash_points, seed))
         _deps = Deps(settings)
     return _deps
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from local.components import Component, Launch, MissingComponent, Ready, StackContext, http_get
+from local.faults.components import cluster_fault_args
 from local.procs import ManagedProcess, read_stat
 
 READY_FILE = "cluster-ready.json"
@@ -53,6 +54,7 @@ def cluster_component(command: Sequence[str], *, timeout: float = 60.0) -> Compo
             f"--domain={ctx.domain}",
             f"--catalog={ctx.repo_root / 'examples' / 'catalog.yaml'}",
             f"--ready-file={ready_file}",
+            *cluster_fault_args(ctx),
         )
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         return Launch(argv=argv, env=env, cwd=ctx.repo_root, facts={"ready_file": str(ready_file)})

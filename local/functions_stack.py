@@ -15,6 +15,7 @@ from pathlib import Path
 from functions.manifest import FUNCTIONS, FunctionDef
 from local.auth_keys import ALLOWED, AUDIENCE, ISSUER, PRIVATE_KEY, create_keys
 from local.components import Component, Launch, Ready, StackContext, http_server_component
+from local.faults.components import DELIVERY_EXPORT, FIRESTORE_EXPORT, crash_env, supervised
 from local.procs import ManagedProcess
 from local.pubsub_wiring import wire
 from shared.api.dashboard import PATH as DASHBOARD_PATH
@@ -81,6 +82,8 @@ def function_env(ctx: StackContext) -> dict[str, str]:
     if "gateway_url" in ctx.exports:
         # Tag URLs like http://candidate-iris.models.example.com are reached through the gateway.
         env["HEKATON_INGRESS_URL"] = ctx.exports["gateway_url"]
+    if FIRESTORE_EXPORT in ctx.exports:  # fault injection: Firestore through its outage proxy
+        env["FIRESTORE_EMULATOR_HOST"] = ctx.exports[FIRESTORE_EXPORT]
     return env
 
 
@@ -90,11 +93,8 @@ def function_component(
     """One function served by functions-framework on a free loopback port (`extra_env` on top of
     the stack's settings: a test pointing one function somewhere else)."""
 
-    def env(ctx: StackContext) -> dict[str, str]:
-        return {**function_env(ctx), **(extra_env or {})}
-
     def command(port: int, ctx: StackContext) -> list[str]:
-        return [
+        argv = [
             sys.executable, "-m", "functions_framework",
             f"--source={ctx.repo_root / function.source}",
             f"--target={function.entry_point}",
@@ -102,6 +102,11 @@ def function_component(
             "--host=127.0.0.1",
             f"--port={port}",
         ]  # fmt: skip
+        return supervised(argv, ctx, function.name)
+
+    def env(ctx: StackContext) -> dict[str, str]:
+        crash = crash_env(ctx, event_function=not function.http)
+        return {**function_env(ctx), **crash, **(extra_env or {})}
 
     return http_server_component(
         f"fn-{function.name}",
@@ -136,6 +141,9 @@ def wire_subscriptions(ctx: StackContext) -> Mapping[str, str]:
         for f in FUNCTIONS
         if f.trigger_topic and f"fn-{f.name}" in ctx.urls
     }
+    if DELIVERY_EXPORT in ctx.exports:  # fault injection: pushes go through the delivery proxy
+        proxy = ctx.exports[DELIVERY_EXPORT].rstrip("/")
+        endpoints = {name: f"{proxy}/{name}" for name in endpoints}
     if endpoints and "pubsub_emulator_host" in ctx.exports:
         wire(ctx.exports["pubsub_emulator_host"], ctx.project, endpoints)
     return {}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from functions.manifest import FUNCTIONS
 from local.cluster_component import cluster_component, default_cluster_command
 from local.components import (
     Component,
@@ -36,6 +37,12 @@ from local.components import (
     start_component,
 )
 from local.emulators import FIRESTORE, PUBSUB, emulator_component
+from local.faults.components import (
+    delivery_proxy_component,
+    firestore_outage_component,
+    spec_setup,
+)
+from local.faults.spec import FaultSpec
 from local.functions_stack import (
     auth_keys,
     function_components,
@@ -75,6 +82,7 @@ class StackOptions:
     state_dir: Path = field(default_factory=default_state_dir)
     only: frozenset[str] | None = None  # start just these components (None: all)
     cluster_command: tuple[str, ...] = field(default_factory=default_cluster_command)
+    faults: FaultSpec | None = None  # fault injection (local/faults); None: a well-behaved stack
 
 
 @dataclass(frozen=True)
@@ -129,11 +137,31 @@ def default_plan(options: StackOptions) -> list[PlanStep]:
         cluster_component(options.cluster_command),
         prometheus_component(),
     )
+    faults = options.faults
+    if faults is None:
+        return [
+            SetupStep("auth keys", auth_keys),
+            ComponentGroup(core),
+            SetupStep("scrape targets", write_scrape_targets),
+            ComponentGroup(function_components()),
+            SetupStep("push subscriptions", wire_subscriptions),
+            ComponentGroup((ticker_component(),)),
+        ]
+    # The same plan with the injectors in their places (local/faults/components.py).
+    functions = function_components()
+    event_functions = [f.name for f in FUNCTIONS if f.trigger_topic]
     return [
         SetupStep("auth keys", auth_keys),
+        SetupStep("fault spec", spec_setup(faults)),
         ComponentGroup(core),
         SetupStep("scrape targets", write_scrape_targets),
-        ComponentGroup(function_components()),
+        *([ComponentGroup((firestore_outage_component(),))] if faults.firestore else []),
+        ComponentGroup(functions),
+        *(
+            [ComponentGroup((delivery_proxy_component(event_functions),))]
+            if faults.delivery
+            else []
+        ),
         SetupStep("push subscriptions", wire_subscriptions),
         ComponentGroup((ticker_component(),)),
     ]
@@ -188,7 +216,9 @@ class StopOutcome:
 
 # The functions and the ticker call these. Stopped in the same wave, a request still in flight hangs
 # on a vanished emulator, so its function ignores SIGTERM until it is killed: they go last.
-_SHARED_SERVICES = frozenset({PUBSUB.name, FIRESTORE.name, "cluster", PROMETHEUS})
+_SHARED_SERVICES = frozenset(
+    {PUBSUB.name, FIRESTORE.name, "cluster", PROMETHEUS, "firestore-proxy"}
+)
 
 
 def _stop_in_parallel(jobs: Mapping[str, Callable[[], StopResult]]) -> list[StopOutcome]:

@@ -70,11 +70,26 @@ class Settings(BaseModel):
     model_token_issuer: str = "hekaton-local"
     model_token_subject: str = "hekaton@hekaton.local"
 
+    # Fault injection (local stack only; empty in production): crash points of the step engine
+    # armed with these probabilities (`after_commit:0.05,...`, shared/crashpoints.py), one seeded
+    # stream per worker process.
+    crash_points: dict[str, float] = Field(default_factory=dict)
+    crash_seed: int = 0
+
     @field_validator("auth_audiences", "allowed_principals", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("crash_points", mode="before")
+    @classmethod
+    def _crash_points(cls, value: object) -> object:
+        if isinstance(value, str):
+            from shared.crashpoints import parse
+
+            return parse(value)
         return value
 
     @classmethod
@@ -110,6 +125,8 @@ class Settings(BaseModel):
             "model_token_key": "HEKATON_MODEL_TOKEN_KEY",
             "model_token_issuer": "HEKATON_MODEL_TOKEN_ISSUER",
             "model_token_subject": "HEKATON_MODEL_TOKEN_SUBJECT",
+            "crash_points": "HEKATON_CRASH_POINTS",
+            "crash_seed": "HEKATON_CRASH_SEED",
         }
         for field, variable in optional.items():
             if env.get(variable):

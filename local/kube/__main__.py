@@ -10,9 +10,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from local.kube.catalog import CatalogError
 from local.kube.cluster import DEFAULT_DOMAIN, LocalCluster
+
+if TYPE_CHECKING:
+    from local.faults.kube import KubeFaultInjector
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--catalog", type=Path, required=True, help="image catalog YAML")
     serve.add_argument("--ready-file", type=Path, help="write the URLs here (JSON) once serving")
     serve.add_argument("--log-level", default="WARNING", help="Python logging level")
+    serve.add_argument("--faults", type=Path, help="inject the `kube` faults of this fault spec")
+    serve.add_argument("--fault-counts", type=Path, help="where to count injected faults (JSON)")
     return parser
 
 
@@ -37,6 +43,15 @@ def write_ready_file(path: Path, content: dict[str, object]) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(content))
     temporary.replace(path)
+
+
+def _faults(args: argparse.Namespace) -> KubeFaultInjector | None:
+    if args.faults is None:
+        return None
+    from local.faults.kube import KubeFaultInjector
+
+    counts = args.fault_counts or args.faults.with_name("kube-faults.json")
+    return KubeFaultInjector.from_files(args.faults, counts)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -58,6 +73,7 @@ def serve(args: argparse.Namespace) -> int:
             gateway_port=args.gateway_port,
             domain=args.domain,
             catalog=args.catalog,
+            faults=_faults(args),
         )
     except (CatalogError, OSError) as error:
         print(f"error: cannot start the local cluster: {error}", file=sys.stderr)

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
@@ -26,6 +26,9 @@ from local.kube.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+
+if TYPE_CHECKING:
+    from local.faults.kube import KubeFaultInjector
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +192,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         if target is None:
             raise errors.path_not_found()
         method = request.method
+        self._drop_watch = False
+        if self.server.faults is not None:
+            self._inject(request, target)
         if target.resource.review:
             if method != "POST" or target.name is not None:
                 raise errors.method_not_allowed(method)
@@ -245,6 +251,23 @@ class ApiHandler(BaseHTTPRequestHandler):
             self._send_object(request, target, 200, obj)
         else:
             raise errors.method_not_allowed(method)
+
+    def _inject(self, request: _Request, target: routing.Target) -> None:
+        """Apply the fault plan for this request (fault-injection runs only)."""
+        assert self.server.faults is not None
+        watch = request.method == "GET" and target.name is None and request.flag("watch")
+        plan = self.server.faults.plan(request.method, watch=watch)
+        if plan.slow_seconds:
+            threading.Event().wait(plan.slow_seconds)  # the injected slowness itself
+        if plan.error_code is not None:
+            reason = "ServiceUnavailable" if plan.error_code == 503 else "InternalError"
+            raise ApiError(plan.error_code, reason, "injected fault: the API server is unwell")
+        if plan.conflict:
+            resource = target.resource
+            raise errors.conflict(
+                resource.group, resource.plural, target.name or "", errors.STALE_OBJECT
+            )
+        self._drop_watch = plan.drop_watch
 
     # ------------------------------------------------------------------ verbs
 
@@ -396,6 +419,9 @@ class ApiHandler(BaseHTTPRequestHandler):
                 rendered = self._render_event(event, target, labels, fields, as_table, request)
                 if rendered is not None:
                     self._write_event(rendered)
+                    if self._drop_watch:  # injected: the connection breaks mid-stream
+                        self.close_connection = True
+                        return
             self._end_stream()
         finally:
             watch.close()
@@ -607,11 +633,13 @@ class ApiHttpServer(ThreadingHTTPServer):
         registry: Registry,
         max_body_bytes: int,
         authorizer: rbac.Authorizer,
+        faults: KubeFaultInjector | None = None,
     ) -> None:
         super().__init__(address, ApiHandler)
         self.registry = registry
         self.max_body_bytes = max_body_bytes
         self.authorizer = authorizer
+        self.faults = faults  # fault injection (local/faults/kube.py); None: none
 
 
 class ApiServer:
@@ -624,11 +652,12 @@ class ApiServer:
         port: int = 0,
         max_body_bytes: int = MAX_BODY_BYTES,
         tokens: Mapping[str, str] | None = None,
+        faults: KubeFaultInjector | None = None,
     ) -> None:
         """`tokens` maps bearer tokens to user names, whose requests RBAC then decides."""
         self._registry = registry
         authorizer = rbac.Authorizer(registry, tokens)
-        self._http = ApiHttpServer((host, port), registry, max_body_bytes, authorizer)
+        self._http = ApiHttpServer((host, port), registry, max_body_bytes, authorizer, faults)
         self._thread: threading.Thread | None = None
 
     @property

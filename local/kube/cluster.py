@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.kube import knative_admission
 from local.kube.apiserver import MAX_BODY_BYTES, ApiServer
@@ -15,6 +15,9 @@ from local.kube.garbage_collector import GarbageCollector
 from local.kube.knative_controller import KnativeController
 from local.kube.registry import Registry
 from local.kube.store import Store
+
+if TYPE_CHECKING:
+    from local.faults.kube import KubeFaultInjector
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ class LocalCluster:
         history_limit: int = 5000,
         max_body_bytes: int = MAX_BODY_BYTES,
         tokens: Mapping[str, str] | None = None,
+        faults: KubeFaultInjector | None = None,
     ) -> None:
         if runtime is None:
             if catalog is None:
@@ -61,7 +65,7 @@ class LocalCluster:
         self.router = router
         self.store = Store(history_limit)
         self.registry = Registry(self.store, [knative_admission.admit], auto_create_namespaces)
-        self._api = ApiServer(self.registry, host, port, max_body_bytes, tokens)
+        self._api = ApiServer(self.registry, host, port, max_body_bytes, tokens, faults)
         self._collector = GarbageCollector(self.registry)
         self._controller = KnativeController(self.registry, runtime, router, domain)
         self._policies: Any = None

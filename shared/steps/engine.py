@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events.steps import StepEvent
+from shared import crashpoints
 from shared.deps import Deps
 from shared.logs import get_logger
 from shared.model import Decision, Rollout, ServiceRecord
@@ -243,6 +244,7 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
         if plan is None:
             return StepReport("waiting", rollout.id, rollout.phase.value, "not due yet")
         touched["traffic"] = touched["traffic"] or plan.touched_traffic
+        crashpoints.reach(crashpoints.AFTER_KUBE)
         written = commit_plan(deps, plan, loaded.version, service, source=source)
         published = publish_if_due(deps, written, cause=event.cause, source=source)
         next_rollout = written[0]
@@ -281,6 +283,7 @@ def commit_plan(
     if plan.service is not None and service is not None:
         change.services.append((plan.service, service.version))
     deps.store.commit(change)
+    crashpoints.reach(crashpoints.AFTER_COMMIT)
     notify_committed(deps, change, source=source)
     return next_rollout, due
 
@@ -503,6 +506,7 @@ def publish_next(deps: Deps, rollout: Rollout, *, cause: str, source: str) -> st
         step_index=rollout.step_index,
         cause=cause,
     )
+    crashpoints.reach(crashpoints.BEFORE_PUBLISH)
     return deps.publisher.publish_step(event, source=source)
 
 

@@ -48,6 +48,8 @@ def test_every_variable_is_read() -> None:
             "HEKATON_MODEL_TOKEN_KEY": "/tmp/signing-key.pem",
             "HEKATON_MODEL_TOKEN_ISSUER": "me",
             "HEKATON_MODEL_TOKEN_SUBJECT": "bot@me",
+            "HEKATON_CRASH_POINTS": "after_kube:0.1,before_publish:0.2",
+            "HEKATON_CRASH_SEED": "7",
         }
     )
     assert settings == Settings(
@@ -77,6 +79,8 @@ def test_every_variable_is_read() -> None:
         model_token_key="/tmp/signing-key.pem",
         model_token_issuer="me",
         model_token_subject="bot@me",
+        crash_points={"after_kube": 0.1, "before_publish": 0.2},
+        crash_seed=7,
     )
     # Every field was set from its variable (a new field without a variable would keep its default).
     defaults = Settings(project="default")

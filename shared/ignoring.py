@@ -9,6 +9,7 @@ from shared.model import IgnoredEvent
 MAX_REASON = 1000  # characters
 MAX_EXCERPT = 300  # characters of the payload
 MAX_ID = 500  # characters of the message id
+MAX_TOPIC = 255  # characters: Pub/Sub's longest topic id
 
 
 def record_ignored(
@@ -25,18 +26,26 @@ def record_ignored(
 
     `log=False` when the caller's own per-message log line already carries the reason.
     """
+    # Bounded and valid Unicode: a reason may quote the input (an unknown name, a bad field), input
+    # can be huge, and JSON escapes can carry lone surrogates that neither Firestore nor a log holds.
+    record = IgnoredEvent(
+        message_id=bounded_text(message_id, MAX_ID),
+        function=function,
+        reason=bounded_text(reason, MAX_REASON),
+        at=deps.clock.now(),
+        excerpt=bounded_text(excerpt, MAX_EXCERPT),
+        topic=bounded_text(topic, MAX_TOPIC) if topic is not None else None,
+    )
     if log:
         logs.get_logger(function).warning(
-            "message ignored: %s", reason, extra={"message_id": message_id, "function": function}
+            "message ignored: %s",
+            record.reason,
+            extra={"message_id": record.message_id, "function": function},
         )
-    # Bounded: a reason may quote the input (an unknown name, a bad field), and input can be huge.
-    deps.store.record_ignored(
-        IgnoredEvent(
-            message_id=message_id[:MAX_ID],
-            function=function,
-            reason=reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…",
-            at=deps.clock.now(),
-            excerpt=excerpt[:MAX_EXCERPT],
-            topic=topic,
-        )
-    )
+    deps.store.record_ignored(record)
+
+
+def bounded_text(text: str, limit: int) -> str:
+    """`text` as valid Unicode (lone surrogates escaped) in at most `limit` characters ('…' marks a cut)."""
+    clean = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"

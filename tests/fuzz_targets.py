@@ -121,36 +121,51 @@ def record_size(record: IgnoredEvent) -> int:
     return len(json.dumps(doc, default=str, ensure_ascii=False).encode("utf-8", "replace"))
 
 
-def deliver(world: World, function: str, delivery: Delivery) -> Result:
-    """Send one delivery to the function's app and say how it ended; never raises."""
-    records: list[IgnoredEvent] = []
+@dataclass
+class Watch:
+    """What one request left behind: the ignore records it wrote, the exception its view raised."""
+
+    records: list[IgnoredEvent] = field(default_factory=list)
+    raised: list[BaseException] = field(default_factory=list)
+
+
+@contextmanager
+def watching(world: World, flask_app: Any) -> Iterator[Watch]:
+    """Serve `world` to the functions and note every ignore record and every exception meanwhile."""
+    watch = Watch()
     store_record = world.store.record_ignored
 
     def record(event: IgnoredEvent) -> None:
-        records.append(event)
+        watch.records.append(event)
         store_record(event)
 
-    raised: list[BaseException] = []
-
     def keep(sender: Any, exception: BaseException, **extra: Any) -> None:
-        raised.append(exception)
+        watch.raised.append(exception)
 
-    flask_app = app(function)
+    world.store.record_ignored = record
     try:
-        world.store.record_ignored = record
         with serving(world), got_request_exception.connected_to(keep, flask_app):
+            yield watch
+    finally:
+        del world.store.record_ignored  # the store's own method again
+
+
+def deliver(world: World, function: str, delivery: Delivery) -> Result:
+    """Send one delivery to the function's app and say how it ended; never raises."""
+    flask_app = app(function)
+    watch = Watch()
+    try:
+        with watching(world, flask_app) as watch:
             response = flask_app.test_client().open(
                 delivery.path, method="POST", headers=delivery.headers, data=delivery.body
             )
         status = response.status_code
         detail = response.get_data(as_text=True)[:300] if status >= 300 else ""
-        if raised:
-            detail = _describe(raised[0])
+        if watch.raised:
+            detail = _describe(watch.raised[0])
     except Exception as exc:  # counted, never hidden: the bench prints it
-        return Result(UNHANDLED, 0, records, _describe(exc))
-    finally:
-        del world.store.record_ignored  # the store's own method again
-    new = records
+        return Result(UNHANDLED, 0, watch.records, _describe(exc))
+    new = watch.records
     problem = invariant_broken(world, new)
     if status not in (200, 201, 202, 204, 102):  # what acknowledges a Pub/Sub push
         return Result(UNHANDLED, status, new, detail)

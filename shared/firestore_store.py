@@ -10,7 +10,7 @@ from google.cloud import firestore
 from shared import metering
 from shared.errors import PermanentError, PreconditionFailed, RetryableError
 from shared.model import Decision, IgnoredEvent, RequestRecord, Rollout, ServiceRecord
-from shared.store import MUST_NOT_EXIST, Change, Versioned
+from shared.store import MUST_NOT_EXIST, Change, Versioned, is_document_id
 
 SERVICES = "services"
 ROLLOUTS = "rollouts"
@@ -41,6 +41,8 @@ class FirestoreStore:
     # services -----------------------------------------------------------------------------
     def get_service(self, name: str) -> Versioned[ServiceRecord] | None:
         """One registered service, or None."""
+        if not is_document_id(name):
+            return None
         snap = self._call(self._db.collection(SERVICES).document(name).get)
         if not snap.exists:
             return None
@@ -73,6 +75,8 @@ class FirestoreStore:
     # rollouts -----------------------------------------------------------------------------
     def get_rollout(self, rollout_id: str) -> Versioned[Rollout] | None:
         """One rollout, or None."""
+        if not is_document_id(rollout_id):
+            return None
         snap = self._call(self._db.collection(ROLLOUTS).document(rollout_id).get)
         if not snap.exists:
             return None
@@ -88,6 +92,8 @@ class FirestoreStore:
             .order_by("created_at", direction=firestore.Query.DESCENDING)
         )
         if after is not None:
+            if not is_document_id(after):
+                return []
             cursor = self._call(self._db.collection(ROLLOUTS).document(after).get)
             if not cursor.exists:
                 return []
@@ -107,6 +113,8 @@ class FirestoreStore:
 
     def decisions(self, rollout_id: str, after_seq: int = 0) -> list[Decision]:
         """A rollout's decision log, oldest first (entries with seq > after_seq)."""
+        if not is_document_id(rollout_id):
+            return []
         log = self._db.collection(ROLLOUTS).document(rollout_id).collection(DECISIONS)
         query = log.order_by("seq")
         if after_seq:
@@ -117,6 +125,8 @@ class FirestoreStore:
 
     def get_request(self, request_id: str) -> RequestRecord | None:
         """An operator request already applied or refused, or None."""
+        if not is_document_id(request_id):
+            return None
         snap = self._call(self._db.collection(REQUESTS).document(request_id).get)
         return RequestRecord.from_document(_fields(snap)) if snap.exists else None
 
@@ -185,6 +195,8 @@ class FirestoreStore:
         """Recently ignored messages, newest first (those older than the entry with id `after`)."""
         query = self._db.collection(IGNORED).order_by("at", direction=firestore.Query.DESCENDING)
         if after is not None:
+            if not is_document_id(after):
+                return []
             cursor = self._call(self._db.collection(IGNORED).document(after).get)
             if not cursor.exists:
                 return []

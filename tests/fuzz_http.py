@@ -94,7 +94,9 @@ def api_world(folder: Path) -> tuple[World, Context]:
     """The fuzz world (iris, one rollout in flight), trusting a throw-away issuer made in `folder`."""
     from tests.fuzz_targets import fuzz_world
 
-    return fuzz_world(**Issuer.create(folder).settings())
+    made = (auth_dir(folder) / PRIVATE_KEY).exists()
+    issuer = Issuer(folder) if made else Issuer.create(folder)  # the same key for every world
+    return fuzz_world(**issuer.settings())
 
 
 def token_kinds(folder: Path) -> dict[str, dict[str, str]]:

@@ -16,7 +16,7 @@ from tests.fuzz_inputs import HUGE, Delivery, dumps
 from tests.fuzz_targets import HANDLED, MAX_RECORD_BYTES, RECORDED, UNHANDLED
 
 SHARE = settings(
-    max_examples=60,
+    max_examples=30,
     deadline=None,
     database=None,
     phases=[Phase.generate],

@@ -74,9 +74,10 @@ def app(name: str) -> Any:
     return made
 
 
-def fuzz_world(**settings: Any) -> tuple[World, Context]:
-    """iris registered and one rollout in flight (so valid step events and commands act on it)."""
-    world = World.create(**settings)
+def fuzz_world(store: Any = None, **settings: Any) -> tuple[World, Context]:
+    """iris registered and one rollout in flight (so valid step events and commands act on it);
+    `store` replaces the in-memory one (the emulator test passes a FirestoreStore)."""
+    world = World.create(store=store, **settings)
     world.register()
     message = registry_message(
         SEED_PUSH, digest=f"{REPOSITORY}@sha256:{'a' * 64}", tag=f"{REPOSITORY}:v2"

@@ -17,6 +17,7 @@ from typing import Any
 
 import functions_framework
 from flask import got_request_exception
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 from events.steps import REGISTRY_TOPIC, ROLLBACK_TOPIC, STEP_TOPICS, TICK_TOPIC
@@ -35,6 +36,17 @@ SEED_PUSH = "fuzz-seed-push"
 MAX_RECORD_BYTES = 4 * (MAX_REASON + MAX_EXCERPT + MAX_ID) + 1024
 
 HANDLED, RECORDED, UNHANDLED = "handled", "recorded", "unhandled"
+
+
+def share(examples: int) -> Any:
+    """Hypothesis settings for a seeded share of the bench's inputs: generation only, no database."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
 
 
 def payloads_for(topic: str, ctx: Context) -> st.SearchStrategy[bytes]:

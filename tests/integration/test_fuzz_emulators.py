@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import given, seed
 
 from functions.manifest import FunctionDef
 from shared.firestore_store import FirestoreStore
@@ -15,13 +15,7 @@ from tests.fuzz_inputs import Delivery
 from tests.fuzz_targets import UNHANDLED
 
 pytestmark = [pytest.mark.slow, pytest.mark.emulators]
-SHARE = settings(
-    max_examples=15,
-    deadline=None,
-    database=None,
-    phases=[Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+SHARE = fuzz_targets.share(15)
 TARGETS = [f for f in fuzz_targets.event_functions() if f.name in ("ingest", "deploy", "rollback")]
 
 

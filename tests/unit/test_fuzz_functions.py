@@ -7,7 +7,7 @@ import base64
 import json
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import given, seed
 
 from functions.manifest import FUNCTIONS, FunctionDef
 from shared.ignoring import MAX_EXCERPT, MAX_ID, MAX_REASON
@@ -15,13 +15,7 @@ from tests import fuzz_targets
 from tests.fuzz_inputs import HUGE, Delivery, dumps
 from tests.fuzz_targets import HANDLED, MAX_RECORD_BYTES, RECORDED, UNHANDLED
 
-SHARE = settings(
-    max_examples=30,
-    deadline=None,
-    database=None,
-    phases=[Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+SHARE = fuzz_targets.share(30)
 
 
 def test_every_function_of_the_manifest_is_a_fuzz_target() -> None:

@@ -6,19 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import given, seed
 
-from tests import fuzz_http
+from tests import fuzz_http, fuzz_targets
 from tests.fuzz_http import ODD_SEGMENTS, TEMPLATES, TOKEN_KINDS, ApiCall
 from tests.fuzz_targets import UNHANDLED
 
-SHARE = settings(
-    max_examples=80,
-    deadline=None,
-    database=None,
-    phases=[Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+SHARE = fuzz_targets.share(80)
 
 
 @pytest.mark.parametrize("name", ["status", "control"])

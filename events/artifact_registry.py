@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from events import jsontext
 from events.errors import MalformedEvent
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -81,10 +81,7 @@ def split_image(reference: str, *, field_name: str = "image") -> ImageReference:
 
 def parse_notification(data: bytes) -> RegistryEvent:
     """Parse the JSON body `{"action", "digest"?, "tag"?}` of an Artifact Registry notification."""
-    try:
-        body = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEvent(f"Artifact Registry notification is not JSON: {exc}") from exc
+    body = jsontext.loads(data, "Artifact Registry notification")
     if not isinstance(body, dict):
         raise MalformedEvent("Artifact Registry notification is not a JSON object")
     action_text = body.get("action")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from events import jsontext
 from events.errors import MalformedEvent
+from events.steps import SERVICE_NAME
 
 FIELDS = ("service", "revision", "reason", "requested_by")
+MAX_TEXT = 1000  # characters of revision, reason or requested_by
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,7 @@ class RollbackRequest:
 
 def parse_rollback_request(body: bytes) -> RollbackRequest:
     """Parse `{"service": ..., "revision"?: ..., "reason"?: ..., "requested_by"?: ...}`."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEvent(f"rollback request is not JSON: {exc}") from exc
+    data = jsontext.loads(body, "rollback request")
     if not isinstance(data, dict):
         raise MalformedEvent("rollback request is not a JSON object")
     # A misspelt 'revision' must not silently become "roll back to the default target".
@@ -37,9 +36,17 @@ def parse_rollback_request(body: bytes) -> RollbackRequest:
     service = data.get("service")
     if not isinstance(service, str) or not service:
         raise MalformedEvent("rollback request needs a non-empty string 'service'")
+    if not SERVICE_NAME.fullmatch(service):
+        raise MalformedEvent(
+            f"rollback request 'service' {service[:80]!r} is not a service name (a DNS-1035 label)"
+        )
     for name in ("revision", "reason", "requested_by"):
         if name in data and data[name] is not None and not isinstance(data[name], str):
             raise MalformedEvent(f"rollback request field '{name}' must be a string")
+        if isinstance(data.get(name), str) and len(data[name]) > MAX_TEXT:
+            raise MalformedEvent(
+                f"rollback request field '{name}' is longer than {MAX_TEXT} characters"
+            )
     return RollbackRequest(
         service=service,
         revision=data.get("revision") or None,

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from events.errors import MalformedEvent
+from events.jsontext import encodable
 
 PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 
 # Pub/Sub itself caps messages at 10 MB; nothing hekaton consumes is anywhere near 1 MiB, and a
 # bigger payload is either an accident or abuse, so it is refused before decoding.
 MAX_MESSAGE_BYTES = 1 << 20
+MAX_MESSAGE_ID = 500  # characters; Pub/Sub's own ids are short decimal strings
+# Pub/Sub's rule for topic ids: 3-255 characters, starting with a letter.
+_TOPIC = re.compile(r"[A-Za-z][-A-Za-z0-9._~%+]{2,254}")
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,8 @@ def topic_from_source(source: str | None) -> str | None:
     """`//pubsub.googleapis.com/projects/P/topics/T` -> `T` (None when the source names no topic)."""
     if not source or "/topics/" not in source:
         return None
-    return source.rsplit("/topics/", 1)[1] or None
+    topic = source.rsplit("/topics/", 1)[1]
+    return topic if _TOPIC.fullmatch(topic) else None
 
 
 def parse_message(
@@ -49,6 +55,14 @@ def parse_message(
     message_id = message.get("messageId") or message.get("message_id") or event_id
     if not message_id or not isinstance(message_id, str):
         raise MalformedEvent("Pub/Sub message has no messageId")
+    if len(message_id) > MAX_MESSAGE_ID or not encodable(message_id):
+        raise MalformedEvent(
+            f"Pub/Sub messageId {message_id[:40]!a} is not an id Pub/Sub gives"
+            f" (valid Unicode, at most {MAX_MESSAGE_ID} characters)"
+        )
+    publish_time = message.get("publishTime") or message.get("publish_time")
+    if publish_time is not None and not isinstance(publish_time, str):
+        raise MalformedEvent("Pub/Sub message 'publishTime' is not a string")
     raw = message.get("data", "")
     if not isinstance(raw, str):
         raise MalformedEvent("Pub/Sub message 'data' is not a base64 string")
@@ -67,6 +81,6 @@ def parse_message(
         message_id=message_id,
         data=decoded,
         attributes={str(k): str(v) for k, v in attributes.items()},
-        publish_time=message.get("publishTime") or message.get("publish_time"),
+        publish_time=publish_time,
         topic=topic_from_source(source),
     )

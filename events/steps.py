@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from events import jsontext
 from events.errors import MalformedEvent
 
 SPEC_VERSION = "1.0"
 SOURCE_PREFIX = "//hekaton.dev/functions/"
+# What hekaton names rollouts and services (see shared/steps/ingest.py and the spec's `name`).
+ROLLOUT_ID = re.compile(r"[a-z0-9]([-a-z0-9]{0,98}[a-z0-9])?")
+SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")  # a spec's name: <= 40
+MAX_CAUSE = 1500  # characters of the message id a step was caused by
 
 
 class StepType(StrEnum):
@@ -90,10 +96,7 @@ class StepEvent:
 
 def parse_step_event(body: bytes, *, expected: StepType) -> StepEvent:
     """Parse a structured CloudEvent from a Pub/Sub message body; refuse other types or bad fields."""
-    try:
-        envelope = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEvent(f"step event is not JSON: {exc}") from exc
+    envelope = jsontext.loads(body, "step event")
     if not isinstance(envelope, dict):
         raise MalformedEvent("step event is not a JSON object")
     if envelope.get("specversion") != SPEC_VERSION:
@@ -115,6 +118,18 @@ def parse_step_event(body: bytes, *, expected: StepType) -> StepEvent:
     for name in ("rollout_id", "service", "phase", "cause"):
         if not isinstance(data.get(name), str) or not data[name]:
             raise MalformedEvent(f"step event data.{name} must be a non-empty string")
+    # These two name Firestore documents: anything else than the ids hekaton makes is refused here.
+    if not ROLLOUT_ID.fullmatch(data["rollout_id"]):
+        raise MalformedEvent(
+            f"step event data.rollout_id {data['rollout_id'][:80]!r} is not a rollout id"
+            " (lower-case letters, digits and '-', at most 100)"
+        )
+    if not SERVICE_NAME.fullmatch(data["service"]):
+        raise MalformedEvent(
+            f"step event data.service {data['service'][:80]!r} is not a service name (a DNS-1035 label)"
+        )
+    if len(data["cause"]) > MAX_CAUSE:
+        raise MalformedEvent(f"step event data.cause is longer than {MAX_CAUSE} characters")
     step_index = data.get("step_index")
     if not isinstance(step_index, int) or isinstance(step_index, bool) or step_index < 0:
         raise MalformedEvent("step event data.step_index must be a non-negative integer")

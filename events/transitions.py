@@ -20,6 +20,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from events import jsontext
 from events.errors import MalformedEvent
 
 SPEC_VERSION = "1.0"
@@ -118,10 +119,7 @@ class TransitionEvent:
 
 def parse_transition(body: bytes) -> TransitionEvent:
     """Parse a `hekaton-events` message body; refuse anything that is not a valid transition event."""
-    try:
-        envelope = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEvent(f"transition event is not JSON: {exc}") from exc
+    envelope = jsontext.loads(body, "transition event")
     if not isinstance(envelope, dict):
         raise MalformedEvent("transition event is not a JSON object")
     if envelope.get("specversion") != SPEC_VERSION:

@@ -21,7 +21,14 @@ from shared.model import (
     Rollout,
     ServiceRecord,
 )
-from shared.store import COMMITTED_FIELDS, MUST_NOT_EXIST, NOTIFIED_FIELDS, Change, Versioned
+from shared.store import (
+    COMMITTED_FIELDS,
+    MUST_NOT_EXIST,
+    NOTIFIED_FIELDS,
+    Change,
+    Versioned,
+    is_document_id,
+)
 
 SERVICES = "services"
 ROLLOUTS = "rollouts"
@@ -73,6 +80,8 @@ class FirestoreStore:
     # services -----------------------------------------------------------------------------
     def get_service(self, name: str) -> Versioned[ServiceRecord] | None:
         """One registered service, or None."""
+        if not is_document_id(name):
+            return None
         snap = self._call(lambda: self._db.collection(SERVICES).document(name).get(**self._opts))
         if not snap.exists:
             return None
@@ -117,6 +126,8 @@ class FirestoreStore:
     # rollouts -----------------------------------------------------------------------------
     def get_rollout(self, rollout_id: str) -> Versioned[Rollout] | None:
         """One rollout, or None."""
+        if not is_document_id(rollout_id):
+            return None
         snap = self._call(
             lambda: self._db.collection(ROLLOUTS).document(rollout_id).get(**self._opts)
         )
@@ -134,6 +145,8 @@ class FirestoreStore:
             .order_by("created_at", direction=firestore.Query.DESCENDING)
         )
         if after is not None:
+            if not is_document_id(after):
+                return []
             cursor = self._call(
                 lambda: self._db.collection(ROLLOUTS).document(after).get(**self._opts)
             )
@@ -158,6 +171,8 @@ class FirestoreStore:
 
     def decisions(self, rollout_id: str, after_seq: int = 0) -> list[Decision]:
         """A rollout's decision log, oldest first (entries with seq > after_seq)."""
+        if not is_document_id(rollout_id):
+            return []
         log = self._db.collection(ROLLOUTS).document(rollout_id).collection(DECISIONS)
         query = log.order_by("seq")
         if after_seq:
@@ -169,6 +184,8 @@ class FirestoreStore:
 
     def get_request(self, request_id: str) -> RequestRecord | None:
         """An operator request already applied or refused, or None."""
+        if not is_document_id(request_id):
+            return None
         snap = self._call(
             lambda: self._db.collection(REQUESTS).document(request_id).get(**self._opts)
         )
@@ -280,6 +297,8 @@ class FirestoreStore:
         """Recently ignored messages, newest first (those older than the entry with id `after`)."""
         query = self._db.collection(IGNORED).order_by("at", direction=firestore.Query.DESCENDING)
         if after is not None:
+            if not is_document_id(after):
+                return []
             cursor = self._call(
                 lambda: self._db.collection(IGNORED).document(after).get(**self._opts)
             )

@@ -227,8 +227,11 @@ class IgnoredEvent:
 
     @property
     def id(self) -> str:
-        """The record's id: one per function and message (Firestore-safe: no '/', bounded)."""
-        return f"{self.function}-{self.message_id}"[:1500].replace("/", "_")
+        """The record's id: one per function and message (Firestore-safe: no '/' or NUL, valid UTF-8,
+        at most 1500 bytes; the `function-` prefix keeps it from being '..' or `__x__`)."""
+        text = f"{self.function}-{self.message_id}".replace("/", "_").replace("\x00", "_")
+        # Firestore's limit is 1500 bytes, not characters.
+        return text.encode("utf-8", "backslashreplace")[:1500].decode("utf-8", "ignore")
 
     def to_document(self) -> dict[str, Any]:
         """Firestore document fields."""

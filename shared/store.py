@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -20,6 +21,23 @@ T = TypeVar("T")
 
 # A create precondition: the document must not exist yet.
 MUST_NOT_EXIST = "must-not-exist"
+_RESERVED_ID = re.compile(r"__.*__", re.DOTALL)
+
+
+def is_document_id(text: str) -> bool:
+    """Whether Firestore can hold a document named `text`: non-empty valid UTF-8 of at most 1500
+    bytes, no '/', not '.' or '..', not `__...__`. No stored record has any other id, so a read of
+    one finds nothing (Store implementations answer None or [] without asking the database)."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    return (
+        0 < size <= 1500
+        and "/" not in text
+        and text not in (".", "..")
+        and not _RESERVED_ID.fullmatch(text)
+    )
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ from shared.store import (
     Change,
     Store,
     Versioned,
+    is_document_id,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -205,6 +206,14 @@ class InMemoryStore:
         """Write a Change atomically; raise PreconditionFailed (writing nothing) if any record moved."""
         if change.empty():
             return
+        # As Firestore: a write naming a document it cannot hold fails (the client raises ValueError
+        # for '/', the server refuses the rest), so callers must never get that far.
+        ids = [r.id for r, _ in change.rollouts] + [v.name for v, _ in change.services]
+        ids += [q.id for q in change.requests] + [d.id for _, d in change.decisions]
+        ids += [rid for rid, _ in change.decisions]
+        bad = [i for i in ids if not is_document_id(i)]
+        if bad:
+            raise ValueError(f"not a Firestore document id: {bad[0][:80]!r}")
         with self._lock:
             for hook in list(self.before_commit):
                 hook(change)
@@ -258,6 +267,8 @@ class InMemoryStore:
 
     def record_ignored(self, event: IgnoredEvent) -> None:
         """Keep an acknowledged-but-ignored message with its reason (idempotent per message id)."""
+        if not is_document_id(event.id):
+            raise ValueError(f"not a Firestore document id: {event.id[:80]!r}")
         with self._lock:
             self._ignored[event.id] = event
 

@@ -7,13 +7,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from events.steps import ROLLOUT_ID, SERVICE_NAME
 from shared.commands import Refused
 
 MAX_BODY = 256 * 1024  # bytes: a service spec with smoke requests fits many times over
 MAX_DEPTH = 32  # nesting of a JSON body
 MAX_STRING = 64 * 1024  # characters of any one string in a body
-_SERVICE = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
-_ROLLOUT = re.compile(r"[a-z0-9]([-a-z0-9]{0,98}[a-z0-9])?")
+_SERVICE = SERVICE_NAME
+_ROLLOUT = ROLLOUT_ID
 _DEAD_LETTER = re.compile(r"dl-[0-9A-Za-z_-]{1,100}")
 
 

@@ -9,6 +9,11 @@ from events.transitions import EVENTS_TOPIC, TRANSITION_TYPE, TransitionEvent
 from shared import metering
 
 
+def step_attributes(event: StepEvent) -> dict[str, str]:
+    """The Pub/Sub attributes of a step event's message (the same whoever publishes it)."""
+    return {"ce-type": event.type.value, "rollout": event.rollout_id, "service": event.service}
+
+
 class Publisher(Protocol):
     """Sends step events to their topics."""
 
@@ -37,11 +42,7 @@ class PubSubPublisher:
 
     def publish_step(self, event: StepEvent, *, source: str) -> str:
         """Publish and wait for the server's ack; return the message id."""
-        return self.publish_raw(
-            event.type.topic,
-            event.to_json(source),
-            {"ce-type": event.type.value, "rollout": event.rollout_id, "service": event.service},
-        )
+        return self.publish_raw(event.type.topic, event.to_json(source), step_attributes(event))
 
     def publish_transition(self, event: TransitionEvent) -> str:
         """Publish a notification on `hekaton-events` (a short wait: a notification never holds a step)."""

@@ -6,7 +6,14 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.errors import PermanentError
 
@@ -64,12 +71,40 @@ class Settings(BaseModel):
     model_token_issuer: str = "hekaton-local"
     model_token_subject: str = "hekaton@hekaton.local"
 
+    # How a future due time wakes its step (shared/timers): a named Cloud Tasks task in this queue
+    # that publishes the step event with an OAuth token of this service account, or only the tick.
+    timers: Literal["cloudtasks", "tick"] = "tick"
+    tasks_queue: str | None = Field(
+        default=None, pattern=r"^projects/[^/]+/locations/[^/]+/queues/[A-Za-z0-9-]+$"
+    )
+    tasks_service_account: str | None = Field(default=None, pattern=r"^\S+@\S+$")
+    tasks_emulator_host: str | None = Field(default=None, pattern=r"^[^/\s]+:\d+$")  # local only
+    # Where a task publishes (the Pub/Sub REST API; locally the emulator's): `/v1/...:publish` is appended.
+    pubsub_publish_url: str = Field(
+        default="https://pubsub.googleapis.com", pattern=r"^https?://\S+$"
+    )
+
     @field_validator("auth_audiences", "allowed_principals", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _timers_complete(self) -> Settings:
+        if self.timers == "cloudtasks":
+            if not self.tasks_queue:
+                raise ValueError(
+                    "HEKATON_TASKS_QUEUE (projects/P/locations/R/queues/hekaton-timers) is "
+                    "required with HEKATON_TIMERS=cloudtasks"
+                )
+            if not self.tasks_service_account and not self.tasks_emulator_host:
+                raise ValueError(
+                    "HEKATON_TASKS_SERVICE_ACCOUNT (the email whose OAuth token a task carries) "
+                    "is required with HEKATON_TIMERS=cloudtasks"
+                )
+        return self
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +136,11 @@ class Settings(BaseModel):
             "model_token_key": "HEKATON_MODEL_TOKEN_KEY",
             "model_token_issuer": "HEKATON_MODEL_TOKEN_ISSUER",
             "model_token_subject": "HEKATON_MODEL_TOKEN_SUBJECT",
+            "timers": "HEKATON_TIMERS",
+            "tasks_queue": "HEKATON_TASKS_QUEUE",
+            "tasks_service_account": "HEKATON_TASKS_SERVICE_ACCOUNT",
+            "tasks_emulator_host": "HEKATON_TASKS_EMULATOR_HOST",
+            "pubsub_publish_url": "HEKATON_PUBSUB_PUBLISH_URL",
         }
         for field, variable in optional.items():
             if env.get(variable):
@@ -109,7 +149,8 @@ class Settings(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{_variable_for(str(err['loc'][0]), optional)}: {err['msg']}"
+                (f"{_variable_for(str(err['loc'][0]), optional)}: " if err["loc"] else "")
+                + err["msg"]
                 for err in exc.errors()
             )
             raise PermanentError(f"invalid hekaton settings: {problems}") from exc

@@ -47,6 +47,7 @@ from shared.steps.ingest import handle as ingest_handle
 from shared.steps.ingest import revision_name
 from shared.steps.sweep import sweep
 from shared.store import MUST_NOT_EXIST, Change, Store, Versioned
+from shared.timers.protocol import Timers
 
 # --------------------------------------------------------------------------------------------
 # Store
@@ -924,7 +925,12 @@ class World:
 
     @classmethod
     def create(
-        cls, *, startup_seconds: float = 0.0, store: Store | None = None, **settings: Any
+        cls,
+        *,
+        startup_seconds: float = 0.0,
+        store: Store | None = None,
+        timers: Timers | None = None,
+        **settings: Any,
     ) -> World:
         """A fresh world; `settings` override Settings fields; `store` replaces the in-memory one."""
         clock = FakeClock()
@@ -941,6 +947,7 @@ class World:
             http=serving.http_client(),
             metrics=users,
             policies=FakePolicies(),
+            timers=timers,
         )
         return cls(clock, chosen, serving, publisher, deps, users)
 

@@ -37,6 +37,7 @@ from local.components import (
 )
 from local.emulators import FIRESTORE, PUBSUB, emulator_component
 from local.functions_stack import (
+    TICK_SECONDS,
     auth_keys,
     function_components,
     ticker_component,
@@ -59,6 +60,8 @@ from local.stack_state import (
     state_lock,
     write_state,
 )
+from local.tasks_component import NAME as TASKS
+from local.tasks_component import tasks_component
 
 DEFAULT_PROJECT = "hekaton-local"
 DEFAULT_DOMAIN = "example.com"
@@ -75,6 +78,7 @@ class StackOptions:
     state_dir: Path = field(default_factory=default_state_dir)
     only: frozenset[str] | None = None  # start just these components (None: all)
     cluster_command: tuple[str, ...] = field(default_factory=default_cluster_command)
+    tick_seconds: float = TICK_SECONDS  # the safety-net tick (timers wake waits on time)
 
 
 @dataclass(frozen=True)
@@ -121,11 +125,12 @@ class StackStartFailed(StackError):
 
 
 def default_plan(options: StackOptions) -> list[PlanStep]:
-    """Emulators, cluster and Prometheus in parallel; Prometheus is told the gateway; then every
-    function; then the push wiring and the tick."""
+    """Emulators (Pub/Sub, Firestore, Cloud Tasks), cluster and Prometheus in parallel; Prometheus
+    is told the gateway; then every function; then the push wiring and the tick."""
     core = (
         emulator_component(PUBSUB),
         emulator_component(FIRESTORE),
+        tasks_component(),
         cluster_component(options.cluster_command),
         prometheus_component(),
     )
@@ -135,7 +140,7 @@ def default_plan(options: StackOptions) -> list[PlanStep]:
         SetupStep("scrape targets", write_scrape_targets),
         ComponentGroup(function_components()),
         SetupStep("push subscriptions", wire_subscriptions),
-        ComponentGroup((ticker_component(),)),
+        ComponentGroup((ticker_component(options.tick_seconds),)),
     ]
 
 
@@ -188,7 +193,7 @@ class StopOutcome:
 
 # The functions and the ticker call these. Stopped in the same wave, a request still in flight hangs
 # on a vanished emulator, so its function ignores SIGTERM until it is killed: they go last.
-_SHARED_SERVICES = frozenset({PUBSUB.name, FIRESTORE.name, "cluster", PROMETHEUS})
+_SHARED_SERVICES = frozenset({PUBSUB.name, FIRESTORE.name, TASKS, "cluster", PROMETHEUS})
 
 
 def _stop_in_parallel(jobs: Mapping[str, Callable[[], StopResult]]) -> list[StopOutcome]:

@@ -26,3 +26,12 @@ def task_id(rollout_id: str, seq: int, due_at: datetime) -> str:
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     readable = _NOT_ALLOWED.sub("_", rollout_id)[:MAX_ROLLOUT_PART]
     return f"{digest}-{readable}-s{seq}-{due_ms}"
+
+
+# The queue every timer goes to (deploy.sh creates it in GCP; the local stack's emulator at start).
+QUEUE_ID = "hekaton-timers"
+
+
+def queue_path(project: str, location: str) -> str:
+    """The queue's full name, as HEKATON_TASKS_QUEUE takes it."""
+    return f"projects/{project}/locations/{location}/queues/{QUEUE_ID}"

@@ -75,7 +75,7 @@ def test_task_id_sanitises_and_bounds_odd_rollout_ids_without_merging_them() -> 
 # --- the engine schedules wake-ups ------------------------------------------------------------
 
 
-def fire(world: World, timers: FakeTimers, fired: set[str]) -> bool:
+def fire(world: World, pipeline: Pipeline, timers: FakeTimers, fired: set[str]) -> bool:
     """Deliver the earliest unfired timer at its due time, as Cloud Tasks would; False if none."""
     pending = sorted(
         ((t.due_at, name) for name, t in timers.tasks.items() if name not in fired),
@@ -88,10 +88,9 @@ def fire(world: World, timers: FakeTimers, fired: set[str]) -> bool:
     if due > world.clock.now():
         world.clock.advance((due - world.clock.now()).total_seconds())
     timer = timers.tasks[name]
-    body = timer.event.to_json("timer")
-    world.publisher.sent.append(
-        Published(f"timer-{name}", parse_step_event(body, expected=timer.event.type), body, "timer")
-    )
+    body = timer.event.to_json("timer")  # the message the task publishes
+    event = parse_step_event(body, expected=timer.event.type)
+    pipeline.enqueue(Published(f"timer-{name}", event, body, "timer").as_message())
     return True
 
 
@@ -99,8 +98,7 @@ def run_on_timers(world: World, pipeline: Pipeline, timers: FakeTimers) -> int:
     """Run the pipeline with timers only (no tick); the number of timers fired."""
     fired: set[str] = set()
     pipeline.drain()
-    while fire(world, timers, fired):
-        pipeline._collect()
+    while fire(world, pipeline, timers, fired):
         pipeline.drain()
     assert pipeline.ticks == 0
     return len(fired)
@@ -174,6 +172,29 @@ def test_scheduling_failure_keeps_the_step_and_the_tick_finishes_the_rollout(
     assert pipeline.ticks > 0
     warned = [r.getMessage() for r in caplog.records if "timer not scheduled" in r.getMessage()]
     assert warned and "ServiceUnavailable" in warned[0] and "tick" in warned[0]
+
+
+def test_a_wake_up_lost_after_the_commit_is_scheduled_by_the_next_delivery() -> None:
+    """Scheduling failed right after the commit; the step's redelivery, still early, schedules it."""
+    timers = FakeTimers()
+    world = World.create(timers=timers)
+    world.register(bake_seconds=10)
+    pipeline = world.pipeline()
+    world.push(pipeline, "v1")
+    pipeline.run()
+    world.clock.advance(30)
+    timers.fail_with = ServiceUnavailable("queue unavailable")
+    world.push(pipeline, "v2")
+    pipeline.drain()
+    baking = world.rollouts()[0]
+    assert baking.phase is Phase.SHIFTING and baking.due_at is not None and not timers.tasks
+
+    timers.fail_with = None
+    last_shift = next(p for p in reversed(world.publisher.sent) if p.event.type is StepType.SHIFT)
+    pipeline.enqueue(last_shift.as_message())  # Pub/Sub redelivers the step that set the wait
+    pipeline.drain()
+    assert [(t.seq, t.due_at) for t in timers.tasks.values()] == [(baking.seq, baking.due_at)]
+    assert world.rollouts()[0].seq == baking.seq  # the early copy changed nothing
 
 
 def test_tick_only_schedules_nothing() -> None:

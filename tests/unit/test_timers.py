@@ -95,24 +95,31 @@ def fire(world: World, pipeline: Pipeline, timers: FakeTimers, fired: set[str]) 
 
 
 def run_on_timers(world: World, pipeline: Pipeline, timers: FakeTimers) -> int:
-    """Run the pipeline with timers only (no tick); the number of timers fired."""
+    """Run the pipeline with timers only (the tick never runs); the number of timers fired."""
+    ticks = pipeline.ticks
     fired: set[str] = set()
     pipeline.drain()
     while fire(world, pipeline, timers, fired):
         pipeline.drain()
-    assert pipeline.ticks == 0
+    assert pipeline.ticks == ticks
     return len(fired)
+
+
+def stable_v1(timers: FakeTimers, **pipeline_options: Any) -> tuple[World, Pipeline]:
+    """iris with 10 s bakes, v1 deployed (a first deploy: no steps, no bakes), 30 s later."""
+    world = World.create(timers=timers)
+    world.register(bake_seconds=10)
+    pipeline = world.pipeline(**pipeline_options)
+    world.push(pipeline, "v1")
+    pipeline.run()
+    world.clock.advance(30)
+    return world, pipeline
 
 
 def test_rollout_with_bakes_completes_on_timers_alone_each_at_its_due_time() -> None:
     """Every bake wait becomes one timer due exactly when the rollout is; no tick is needed."""
     timers = FakeTimers()
-    world = World.create(timers=timers)
-    world.register(bake_seconds=10)
-    pipeline = world.pipeline()
-    world.push(pipeline, "v1")
-    run_on_timers(world, pipeline, timers)
-    world.clock.advance(30)
+    world, pipeline = stable_v1(timers)
     timers.tasks.clear()
     world.push(pipeline, "v2")
     fired = run_on_timers(world, pipeline, timers)
@@ -133,12 +140,7 @@ def test_rollout_with_bakes_completes_on_timers_alone_each_at_its_due_time() -> 
 def test_a_redelivered_step_schedules_no_second_task() -> None:
     """The same step event twice (Pub/Sub redelivery) asks twice and gets one task."""
     timers = FakeTimers()
-    world = World.create(timers=timers)
-    world.register(bake_seconds=10)
-    pipeline = world.pipeline(duplicate=True)
-    world.push(pipeline, "v1")  # a first deploy: no traffic steps, no bakes
-    pipeline.run()
-    world.clock.advance(30)
+    world, pipeline = stable_v1(timers, duplicate=True)
     world.push(pipeline, "v2")
     pipeline.drain()
 
@@ -155,12 +157,7 @@ def test_scheduling_failure_keeps_the_step_and_the_tick_finishes_the_rollout(
 ) -> None:
     """Cloud Tasks down: each committed step stands, the failure is logged, the tick resolves waits."""
     timers = FakeTimers(fail_with=ServiceUnavailable("queue unavailable"))
-    world = World.create(timers=timers)
-    world.register(bake_seconds=10)
-    pipeline = world.pipeline()
-    world.push(pipeline, "v1")
-    pipeline.run()
-    world.clock.advance(30)
+    world, pipeline = stable_v1(timers)
     world.push(pipeline, "v2")
     with caplog.at_level(logging.WARNING):
         pipeline.run()
@@ -177,12 +174,7 @@ def test_scheduling_failure_keeps_the_step_and_the_tick_finishes_the_rollout(
 def test_a_wake_up_lost_after_the_commit_is_scheduled_by_the_next_delivery() -> None:
     """Scheduling failed right after the commit; the step's redelivery, still early, schedules it."""
     timers = FakeTimers()
-    world = World.create(timers=timers)
-    world.register(bake_seconds=10)
-    pipeline = world.pipeline()
-    world.push(pipeline, "v1")
-    pipeline.run()
-    world.clock.advance(30)
+    world, pipeline = stable_v1(timers)
     timers.fail_with = ServiceUnavailable("queue unavailable")
     world.push(pipeline, "v2")
     pipeline.drain()

@@ -1,6 +1,6 @@
 """The emulator's state: named tasks per queue, due in order, names reserved after they ran.
 
-Semantics copied from the Cloud Tasks API (not its code): a task name can be used once (a name
+Semantics follow the Cloud Tasks API documentation: a task name can be used once (a name
 that is pending, or ran, is ALREADY_EXISTS), schedule times lie at most 30 days ahead, a task
 whose target answers other than 2xx is retried with backoff, and ListTasks/GetTask see only tasks
 that have not completed. Pure data and a clock: no threads, no I/O (see `server.py`).

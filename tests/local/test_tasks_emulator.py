@@ -181,3 +181,32 @@ def test_bad_calls_are_refused_with_the_api_s_errors(client: tasks_v2.CloudTasks
             parent=other,
             task=tasks_v2.Task(name=f"{other}/tasks/a", http_request={"url": "http://x"}),
         )
+
+
+def test_queue_state_backs_off_retries_and_skips_deleted_tasks() -> None:
+    """The emulator's state alone, on a fake clock: retry delays double, a deleted task never runs."""
+    from local.tasks.queue import Attempt, PendingTask, TaskQueues
+
+    clock = {"now": datetime(2026, 1, 1, tzinfo=UTC)}
+    queues = TaskQueues(lambda: clock["now"])
+    queues.create_queue(QUEUE)
+
+    def task(name: str, due: datetime) -> PendingTask:
+        return PendingTask(
+            f"{QUEUE}/tasks/{name}", due, due, clock["now"], "http://t", "POST", {}, b""
+        )
+
+    start = clock["now"]
+    queues.create_task(QUEUE, task("flaky", start))
+    queues.create_task(QUEUE, task("deleted", start))
+    queues.delete_task(f"{QUEUE}/tasks/deleted")
+    delays = []
+    for status in (500, 503, 200):
+        (due,) = queues.take_due()
+        assert due.name.endswith("/flaky")
+        completed = queues.finished(due, Attempt(clock["now"], clock["now"], status))
+        if not completed:
+            delays.append((due.schedule_time - clock["now"]).total_seconds())
+            clock["now"] = due.schedule_time
+    assert delays == [0.1, 0.2] and completed
+    assert queues.take_due() == [] and queues.next_due() is None

@@ -16,6 +16,7 @@ from typing import Any
 
 from local import stack, stack_state
 from local.components import MissingComponent
+from local.functions_stack import TICK_SECONDS
 from local.procs import group_rss_bytes, tail
 
 ENV_ORDER = (
@@ -56,6 +57,7 @@ def describe(state: stack_state.StackState) -> str:
         "kube_server": "kube server",
         "gateway_url": "gateway",
         "prometheus_url": "prometheus",
+        "tasks_emulator_host": "cloud tasks",
     }
     rows += [(label, exports[key]) for key, label in labels.items() if key in exports]
     rows += [(key, value) for key, value in exports.items() if key not in labels]
@@ -91,6 +93,17 @@ def _signal_handlers(handler: Callable[[int, FrameType | None], Any]) -> Iterato
             signal.signal(sig, old)
 
 
+def _positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def options_from(args: argparse.Namespace) -> stack.StackOptions:
     """StackOptions from the ``up`` arguments."""
     only = frozenset(n.strip() for n in args.only.split(",") if n.strip()) if args.only else None
@@ -101,7 +114,13 @@ def options_from(args: argparse.Namespace) -> stack.StackOptions:
         faults = load_spec(args.faults, seed=args.fault_seed)  # FaultSpecError names the field
     elif args.fault_seed is not None:
         raise stack_state.StackError("--fault-seed needs --faults FILE|all")
-    return stack.StackOptions(project=args.project, domain=args.domain, only=only, faults=faults)
+    return stack.StackOptions(
+        project=args.project,
+        domain=args.domain,
+        only=only,
+        faults=faults,
+        tick_seconds=args.tick_seconds,
+    )
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -275,6 +294,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--fault-seed", type=int, metavar="N", help="seed of the injected faults (the spec's)"
+    )
+    p.add_argument(
+        "--tick-seconds",
+        type=_positive_seconds,
+        default=TICK_SECONDS,
+        help="seconds between safety-net ticks (%(default)s; GCP's Cloud Scheduler: 60); "
+        "the Cloud Tasks emulator wakes each wait on time",
     )
     p.set_defaults(func=_cmd_up)
     p = subparsers.add_parser("down", help="stop everything the local stack started")

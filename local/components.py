@@ -104,6 +104,9 @@ class StackContext:
             env["HEKATON_GATEWAY_URL"] = self.exports["gateway_url"]
         if "prometheus_url" in self.exports:
             env["HEKATON_PROMETHEUS_URL"] = self.exports["prometheus_url"]
+        if "tasks_emulator_host" in self.exports:
+            env["HEKATON_TASKS_EMULATOR_HOST"] = self.exports["tasks_emulator_host"]
+            env["HEKATON_TASKS_QUEUE"] = self.exports["tasks_queue"]
         return env
 
 

@@ -18,11 +18,14 @@ from local.components import Component, Launch, Ready, StackContext, http_server
 from local.faults.components import DELIVERY_EXPORT, FIRESTORE_EXPORT, crash_env, supervised
 from local.procs import ManagedProcess
 from local.pubsub_wiring import wire
+from local.tasks_component import SERVICE_ACCOUNT
 from shared.api.dashboard import PATH as DASHBOARD_PATH
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Local pace: tests and demos should not wait a minute for a scheduler tick.
+# Local pace: tests and demos should not wait a minute for a scheduler tick. With the Cloud Tasks
+# emulator in the stack, timers wake each wait on time and the tick is only the safety net
+# (`hekaton up --tick-seconds 60` paces it as Cloud Scheduler does in GCP).
 TICK_SECONDS = 0.5
 READY_POLL_SECONDS = 0.25
 # Longer than the slowest step (an evaluation whose metrics query runs into its 5 s timeout): a
@@ -79,6 +82,13 @@ def function_env(ctx: StackContext) -> dict[str, str]:
     webhook = os.environ.get("HEKATON_NOTIFY_WEBHOOK_URL", "").strip()
     if webhook:
         env["HEKATON_NOTIFY_WEBHOOK_URL"] = webhook
+    if "tasks_emulator_host" in ctx.exports:
+        # Waits are woken by named tasks in the stack's Cloud Tasks emulator, exactly as in GCP; a
+        # task publishes through the Pub/Sub emulator's REST API (the same publish call as GCP's).
+        env["HEKATON_TIMERS"] = "cloudtasks"
+        env["HEKATON_TASKS_SERVICE_ACCOUNT"] = SERVICE_ACCOUNT.format(project=ctx.project)
+        if "pubsub_emulator_host" in ctx.exports:
+            env["HEKATON_PUBSUB_PUBLISH_URL"] = f"http://{ctx.exports['pubsub_emulator_host']}"
     if "gateway_url" in ctx.exports:
         # Tag URLs like http://candidate-iris.models.example.com are reached through the gateway.
         env["HEKATON_INGRESS_URL"] = ctx.exports["gateway_url"]
@@ -149,8 +159,8 @@ def wire_subscriptions(ctx: StackContext) -> Mapping[str, str]:
     return {}
 
 
-def ticker_component() -> Component:
-    """Cloud Scheduler's stand-in: a tick on `hekaton-tick` every TICK_SECONDS."""
+def ticker_component(interval: float = TICK_SECONDS) -> Component:
+    """Cloud Scheduler's stand-in: a tick on `hekaton-tick` every `interval` seconds."""
 
     def launch(ctx: StackContext) -> Launch:
         argv = (
@@ -158,13 +168,13 @@ def ticker_component() -> Component:
             "-m",
             "local.ticker",
             f"--project={ctx.project}",
-            f"--interval={TICK_SECONDS}",
+            f"--interval={interval}",
         )
         env = {**os.environ, **ctx.client_env(), "PYTHONPATH": str(ctx.repo_root)}
         return Launch(argv=argv, env=env, cwd=ctx.repo_root)
 
     def probe(launch: Launch, process: ManagedProcess) -> Ready | None:
-        return Ready(url=f"pubsub://{TICK_SECONDS}s")
+        return Ready(url=f"pubsub://{interval:g}s")
 
     return Component(name="ticker", launch=launch, probe=probe, timeout=10.0)
 

@@ -44,6 +44,7 @@ from local.faults.components import (
 )
 from local.faults.spec import FaultSpec
 from local.functions_stack import (
+    TICK_SECONDS,
     auth_keys,
     function_components,
     ticker_component,
@@ -66,6 +67,8 @@ from local.stack_state import (
     state_lock,
     write_state,
 )
+from local.tasks_component import NAME as TASKS
+from local.tasks_component import tasks_component
 
 DEFAULT_PROJECT = "hekaton-local"
 DEFAULT_DOMAIN = "example.com"
@@ -83,6 +86,7 @@ class StackOptions:
     only: frozenset[str] | None = None  # start just these components (None: all)
     cluster_command: tuple[str, ...] = field(default_factory=default_cluster_command)
     faults: FaultSpec | None = None  # fault injection (local/faults); None: a well-behaved stack
+    tick_seconds: float = TICK_SECONDS  # the safety-net tick (timers wake waits on time)
 
 
 @dataclass(frozen=True)
@@ -129,11 +133,12 @@ class StackStartFailed(StackError):
 
 
 def default_plan(options: StackOptions) -> list[PlanStep]:
-    """Emulators, cluster and Prometheus in parallel; Prometheus is told the gateway; then every
-    function; then the push wiring and the tick."""
+    """Emulators (Pub/Sub, Firestore, Cloud Tasks), cluster and Prometheus in parallel; Prometheus
+    is told the gateway; then every function; then the push wiring and the tick."""
     core = (
         emulator_component(PUBSUB),
         emulator_component(FIRESTORE),
+        tasks_component(),
         cluster_component(options.cluster_command),
         prometheus_component(),
     )
@@ -163,7 +168,7 @@ def default_plan(options: StackOptions) -> list[PlanStep]:
             else []
         ),
         SetupStep("push subscriptions", wire_subscriptions),
-        ComponentGroup((ticker_component(),)),
+        ComponentGroup((ticker_component(options.tick_seconds),)),
     ]
 
 
@@ -217,7 +222,7 @@ class StopOutcome:
 # The functions and the ticker call these. Stopped in the same wave, a request still in flight hangs
 # on a vanished emulator, so its function ignores SIGTERM until it is killed: they go last.
 _SHARED_SERVICES = frozenset(
-    {PUBSUB.name, FIRESTORE.name, "cluster", PROMETHEUS, "firestore-proxy"}
+    {PUBSUB.name, FIRESTORE.name, TASKS, "cluster", PROMETHEUS, "firestore-proxy"}
 )
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from shared.publisher import Publisher
     from shared.serving import ServingProvider
     from shared.store import Store
+    from shared.timers.protocol import Timers
 
 
 class Deps:
@@ -37,6 +38,7 @@ class Deps:
         metrics: Observer | None = None,
         policies: PoliciesProvider | None = None,
         probes: Sequence[Probe] | None = None,
+        timers: Timers | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -48,6 +50,7 @@ class Deps:
             "metrics": metrics,
             "policies": policies,
             "probes": probes,
+            "timers": timers,
         }
         for name, value in overrides.items():
             if value is not None:
@@ -101,6 +104,13 @@ class Deps:
         from shared.publisher import PubSubPublisher
 
         return PubSubPublisher(self.settings.project, self.settings.publish_max_latency_seconds)
+
+    @cached_property
+    def timers(self) -> Timers:
+        """What wakes a step at its future due time (Cloud Tasks, or only the tick)."""
+        from shared.timers.factory import timers_from_settings
+
+        return timers_from_settings(self.settings)
 
     @cached_property
     def http(self) -> httpx.Client:

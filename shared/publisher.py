@@ -10,6 +10,16 @@ from events.transitions import EVENTS_TOPIC, TRANSITION_TYPE, TransitionEvent
 from shared import metering
 
 
+def step_attributes(event: StepEvent) -> dict[str, str]:
+    """The Pub/Sub attributes of a step event's message (the same whoever publishes it)."""
+    return {
+        "ce-type": event.type.value,
+        "rollout": event.rollout_id,
+        "service": event.service,
+        trace.ATTRIBUTE: trace.for_rollout(event.rollout_id).header(),
+    }
+
+
 class Publisher(Protocol):
     """Sends step events to their topics."""
 
@@ -53,12 +63,7 @@ class PubSubPublisher:
         return self.publish_raw(
             event.type.topic,
             event.to_json(source, traceparent=traceparent),
-            {
-                "ce-type": event.type.value,
-                "rollout": event.rollout_id,
-                "service": event.service,
-                trace.ATTRIBUTE: traceparent,
-            },
+            step_attributes(event),
         )
 
     def publish_transition(self, event: TransitionEvent) -> str:

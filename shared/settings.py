@@ -6,7 +6,14 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.errors import PermanentError
 
@@ -75,6 +82,18 @@ class Settings(BaseModel):
     # stream per worker process.
     crash_points: dict[str, float] = Field(default_factory=dict)
     crash_seed: int = 0
+    # How a future due time wakes its step (shared/timers): a named Cloud Tasks task in this queue
+    # that publishes the step event with an OAuth token of this service account, or only the tick.
+    timers: Literal["cloudtasks", "tick"] = "tick"
+    tasks_queue: str | None = Field(
+        default=None, pattern=r"^projects/[^/]+/locations/[^/]+/queues/[A-Za-z0-9-]+$"
+    )
+    tasks_service_account: str | None = Field(default=None, pattern=r"^\S+@\S+$")
+    tasks_emulator_host: str | None = Field(default=None, pattern=r"^[^/\s]+:\d+$")  # local only
+    # Where a task publishes (the Pub/Sub REST API; locally the emulator's): `/v1/...:publish` is appended.
+    pubsub_publish_url: str = Field(
+        default="https://pubsub.googleapis.com", pattern=r"^https?://\S+$"
+    )
 
     @field_validator("auth_audiences", "allowed_principals", mode="before")
     @classmethod
@@ -91,6 +110,21 @@ class Settings(BaseModel):
 
             return parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _timers_complete(self) -> Settings:
+        if self.timers == "cloudtasks":
+            if not self.tasks_queue:
+                raise ValueError(
+                    "HEKATON_TASKS_QUEUE (projects/P/locations/R/queues/hekaton-timers) is "
+                    "required with HEKATON_TIMERS=cloudtasks"
+                )
+            if not self.tasks_service_account and not self.tasks_emulator_host:
+                raise ValueError(
+                    "HEKATON_TASKS_SERVICE_ACCOUNT (the email whose OAuth token a task carries) "
+                    "is required with HEKATON_TIMERS=cloudtasks"
+                )
+        return self
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +161,11 @@ class Settings(BaseModel):
             "model_token_subject": "HEKATON_MODEL_TOKEN_SUBJECT",
             "crash_points": "HEKATON_CRASH_POINTS",
             "crash_seed": "HEKATON_CRASH_SEED",
+            "timers": "HEKATON_TIMERS",
+            "tasks_queue": "HEKATON_TASKS_QUEUE",
+            "tasks_service_account": "HEKATON_TASKS_SERVICE_ACCOUNT",
+            "tasks_emulator_host": "HEKATON_TASKS_EMULATOR_HOST",
+            "pubsub_publish_url": "HEKATON_PUBSUB_PUBLISH_URL",
         }
         for field, variable in optional.items():
             if env.get(variable):
@@ -135,7 +174,8 @@ class Settings(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{_variable_for(str(err['loc'][0]), optional)}: {err['msg']}"
+                (f"{_variable_for(str(err['loc'][0]), optional)}: " if err["loc"] else "")
+                + err["msg"]
                 for err in exc.errors()
             )
             raise PermanentError(f"invalid hekaton settings: {problems}") from exc

@@ -64,6 +64,7 @@ from shared.store import (
     Versioned,
     is_document_id,
 )
+from shared.timers.protocol import Timers
 
 # --------------------------------------------------------------------------------------------
 # Store
@@ -1072,7 +1073,12 @@ class World:
 
     @classmethod
     def create(
-        cls, *, startup_seconds: float = 0.0, store: Store | None = None, **settings: Any
+        cls,
+        *,
+        startup_seconds: float = 0.0,
+        store: Store | None = None,
+        timers: Timers | None = None,
+        **settings: Any,
     ) -> World:
         """A fresh world; `settings` override Settings fields; `store` replaces the in-memory one."""
         clock = FakeClock()
@@ -1090,6 +1096,7 @@ class World:
             metrics=users,
             policies=FakePolicies(),
             probes=(FakeProbe("firestore"), FakeProbe("kubernetes")),
+            timers=timers,
         )
         return cls(clock, chosen, serving, publisher, deps, users)
 

@@ -28,6 +28,7 @@ from shared.steps.engine import (
     reconcile_traffic,
     retry_on_conflict,
     rollout_spec,
+    schedule_wake_up,
     transition,
 )
 from shared.store import Change, Versioned
@@ -151,6 +152,8 @@ def run_command(deps: Deps, request: CommandRequest, acts: dict[str, CommandAct]
                 log_decision(plan.rollout, decision)
         if plan.publish and plan.rollout is not None:
             publish_next(deps, plan.rollout, cause=request.key, source=SOURCE)
+        elif plan.rollout is not None:
+            schedule_wake_up(deps, plan.rollout, cause=request.key)
         return _result(record, "applied")
 
     return retry_on_conflict(attempt, what=f"{request.command} of {request.service}")

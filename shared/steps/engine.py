@@ -26,6 +26,7 @@ from shared.retrying import MAX_ATTEMPTS, retry_on_conflict
 from shared.spec import ServiceSpec
 from shared.steps.traffic import desired_traffic, resting_traffic
 from shared.store import MUST_NOT_EXIST, Change, Versioned
+from shared.timers.protocol import Timer
 
 log = get_logger("engine")
 
@@ -242,6 +243,9 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
         # A held phase waits for a person: only its deadline can move it.
         plan = deadline_plan(context) or (None if rollout.phase in HELD_PHASES else act(context))
         if plan is None:
+            # Whoever set this due time scheduled its wake-up, unless it crashed or its scheduling
+            # failed right after the commit: asking again is free (the task name is the same).
+            schedule_wake_up(deps, rollout, cause=event.cause)
             return StepReport("waiting", rollout.id, rollout.phase.value, "not due yet")
         touched["traffic"] = touched["traffic"] or plan.touched_traffic
         crashpoints.reach(crashpoints.AFTER_KUBE)
@@ -291,9 +295,41 @@ def commit_plan(
 def publish_if_due(
     deps: Deps, written: tuple[Rollout, bool], *, cause: str, source: str
 ) -> list[str]:
-    """Publish the next step of a rollout commit_plan wrote, if it was due at once."""
+    """Publish the next step of a rollout commit_plan wrote if it was due at once, else schedule it."""
     rollout, due = written
-    return [publish_next(deps, rollout, cause=cause, source=source)] if due else []
+    if due:
+        return [publish_next(deps, rollout, cause=cause, source=source)]
+    schedule_wake_up(deps, rollout, cause=cause)
+    return []
+
+
+def schedule_wake_up(deps: Deps, rollout: Rollout, *, cause: str) -> None:
+    """Ask the timers to deliver the rollout's next step at its future due time.
+
+    Never raises: the rollout is already committed, and the tick re-emits any due step, so a
+    scheduling failure only makes this wait as late as the tick; it is logged for the operator.
+    """
+    event = next_step_event(rollout, cause=cause)
+    if event is None or not rollout.active or rollout.due_at is None:
+        return
+    if rollout.due_at <= deps.clock.now():
+        return  # due already: published now, or by the tick
+    timer = Timer(event=event, seq=rollout.seq, due_at=rollout.due_at)
+    try:
+        outcome = deps.timers.schedule(timer)
+    except Exception as exc:
+        log.warning(
+            "timer not scheduled (%s: %s); the tick will re-emit the step when it is due",
+            type(exc).__name__,
+            exc,
+            extra={"rollout": rollout.id, "seq": rollout.seq, "due_at": rollout.due_at.isoformat()},
+        )
+        return
+    log.debug(
+        "timer %s",
+        outcome.value,
+        extra={"rollout": rollout.id, "seq": rollout.seq, "due_at": rollout.due_at.isoformat()},
+    )
 
 
 def log_decision(rollout: Rollout, decision: Decision | None) -> None:
@@ -495,10 +531,19 @@ DEADLINE_REASONS: dict[Phase, str] = {
 
 def publish_next(deps: Deps, rollout: Rollout, *, cause: str, source: str) -> str:
     """Publish the event that runs the step for the rollout's current phase."""
+    event = next_step_event(rollout, cause=cause)
+    if event is None:
+        return ""
+    crashpoints.reach(crashpoints.BEFORE_PUBLISH)
+    return deps.publisher.publish_step(event, source=source)
+
+
+def next_step_event(rollout: Rollout, *, cause: str) -> StepEvent | None:
+    """The event that runs the step for the rollout's current phase (None when it has none)."""
     step = rollout.phase.step
     if step is None:
-        return ""
-    event = StepEvent(
+        return None
+    return StepEvent(
         type=step,
         rollout_id=rollout.id,
         service=rollout.service,
@@ -506,8 +551,6 @@ def publish_next(deps: Deps, rollout: Rollout, *, cause: str, source: str) -> st
         step_index=rollout.step_index,
         cause=cause,
     )
-    crashpoints.reach(crashpoints.BEFORE_PUBLISH)
-    return deps.publisher.publish_step(event, source=source)
 
 
 def later(now: datetime, seconds: float) -> datetime:

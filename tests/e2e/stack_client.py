@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +28,8 @@ from cli.rollout_commands import (
 )
 from cli.target import Target
 from functions.manifest import FUNCTIONS
-from local.stack import StartedStack
+from local.components import MissingComponent
+from local.stack import StackOptions, StackStartFailed, StartedStack, up
 from shared.serving import PREVIOUS_TAG
 from shared.steps.ingest import revision_name, rollout_id
 
@@ -268,3 +270,48 @@ class E2EStack:
         )
         assert done.returncode == 0, f"kubectl {' '.join(args)} failed: {done.stderr}"
         return dict(json.loads(done.stdout))
+
+
+# Everything the CLI library or a Google client might read from the environment: pointed at the
+# test's stack for the duration of the e2e tests, restored afterwards.
+_CLIENT_VARS = ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")
+
+
+@contextmanager
+def running_stack(
+    options: StackOptions, spec_dir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[E2EStack]:
+    """Start a stack for e2e tests (skip where the emulators are missing), always stop it.
+
+    `env` is set in the environment `up` runs in (as a developer's shell would have it).
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HEKATON_STATE_DIR", str(options.state_dir))
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        patch.delenv("HEKATON_PROJECT", raising=False)
+        patch.delenv("HEKATON_STATUS_URL", raising=False)
+        started_at = time.monotonic()
+        try:
+            started = up(options)
+        except MissingComponent as exc:
+            pytest.skip(str(exc))
+        except StackStartFailed as exc:
+            pytest.fail(f"{exc}\n{exc.log_tail()}", pytrace=False)
+        print(f"\ne2e stack up in {time.monotonic() - started_at:.1f}s ({options.state_dir})")
+        stack = E2EStack(started, spec_dir)
+        try:
+            for name, value in stack.state.client_env().items():
+                if name in _CLIENT_VARS:
+                    patch.setenv(name, value)
+            yield stack
+        finally:
+            stack.close()
+            stopping_at = time.monotonic()
+            outcomes = started.stop()
+            print(
+                f"\ne2e stack stopped in {time.monotonic() - stopping_at:.1f}s: "
+                + ", ".join(f"{o.name} {o.outcome}" for o in outcomes if o.outcome != "stopped")
+            )
+            survivors = [o.name for o in outcomes if o.outcome == "still running"]
+            assert not survivors, f"e2e stack components still running after stop: {survivors}"

@@ -208,7 +208,13 @@ def test_up_reads_the_fault_option_and_refuses_a_bad_one(tmp_path: Path) -> None
     from local.stack_state import StackError
 
     def args(**given: Any) -> argparse.Namespace:
-        base = {"only": None, "project": "p", "domain": "example.com", "faults": None}
+        base = {
+            "only": None,
+            "project": "p",
+            "domain": "example.com",
+            "faults": None,
+            "tick_seconds": 0.5,
+        }
         return argparse.Namespace(**{**base, "fault_seed": None, **given})
 
     assert options_from(args()).faults is None  # off by default

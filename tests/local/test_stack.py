@@ -577,7 +577,7 @@ def test_up_detach_env_refusal_ps_and_down(cli: Cli) -> None:
     ):
         assert key in doc, key
     assert doc["project"] == "hekaton-local" and doc["domain"] == "example.com"
-    expected = {"pubsub", "firestore", "cluster", "prometheus", "ticker"}
+    expected = {"pubsub", "firestore", "tasks", "cluster", "prometheus", "ticker"}
     expected |= {f"fn-{f.name}" for f in FUNCTIONS}
     assert set(doc["components"]) == expected
     assert expected | {"total"} <= set(doc["startup_seconds"])
@@ -596,6 +596,16 @@ def test_up_detach_env_refusal_ps_and_down(cli: Cli) -> None:
     ]  # told where the gateway is, once the cluster was up
     shift_env = (Path("/proc") / str(doc["components"]["fn-shift"]["pid"]) / "environ").read_bytes()
     assert f"HEKATON_PROMETHEUS_URL={doc['prometheus_url']}".encode() in shift_env.split(b"\0")
+    # Waits are woken by the stack's Cloud Tasks emulator, publishing through the Pub/Sub emulator.
+    assert doc["tasks_queue"] == "projects/hekaton-local/locations/local/queues/hekaton-timers"
+    assert doc["components"]["tasks"]["url"] == f"grpc://{doc['tasks_emulator_host']}"
+    for variable in (
+        b"HEKATON_TIMERS=cloudtasks",
+        f"HEKATON_TASKS_EMULATOR_HOST={doc['tasks_emulator_host']}".encode(),
+        f"HEKATON_TASKS_QUEUE={doc['tasks_queue']}".encode(),
+        f"HEKATON_PUBSUB_PUBLISH_URL=http://{doc['pubsub_emulator_host']}".encode(),
+    ):
+        assert variable in shift_env.split(b"\0"), variable
 
     env = cli.run("env")
     assert env.returncode == 0, env.stderr
@@ -606,6 +616,7 @@ def test_up_detach_env_refusal_ps_and_down(cli: Cli) -> None:
     assert exported["HEKATON_KUBE_SERVER"] == doc["kube_server"]
     assert exported["HEKATON_GATEWAY_URL"] == doc["gateway_url"]
     assert exported["HEKATON_PROMETHEUS_URL"] == doc["prometheus_url"]
+    assert exported["HEKATON_TASKS_EMULATOR_HOST"] == doc["tasks_emulator_host"]
     kubeconfig = Path(exported["KUBECONFIG"])
     assert doc["kube_server"] in kubeconfig.read_text()
     kubectl = shutil.which("kubectl")

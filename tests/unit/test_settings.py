@@ -50,6 +50,11 @@ def test_every_variable_is_read() -> None:
             "HEKATON_MODEL_TOKEN_SUBJECT": "bot@me",
             "HEKATON_CRASH_POINTS": "after_kube:0.1,before_publish:0.2",
             "HEKATON_CRASH_SEED": "7",
+            "HEKATON_TIMERS": "cloudtasks",
+            "HEKATON_TASKS_QUEUE": "projects/local/locations/here/queues/hekaton-timers",
+            "HEKATON_TASKS_SERVICE_ACCOUNT": "steps@local.iam.gserviceaccount.com",
+            "HEKATON_TASKS_EMULATOR_HOST": "127.0.0.1:8123",
+            "HEKATON_PUBSUB_PUBLISH_URL": "http://127.0.0.1:8085",
         }
     )
     assert settings == Settings(
@@ -81,6 +86,11 @@ def test_every_variable_is_read() -> None:
         model_token_subject="bot@me",
         crash_points={"after_kube": 0.1, "before_publish": 0.2},
         crash_seed=7,
+        timers="cloudtasks",
+        tasks_queue="projects/local/locations/here/queues/hekaton-timers",
+        tasks_service_account="steps@local.iam.gserviceaccount.com",
+        tasks_emulator_host="127.0.0.1:8123",
+        pubsub_publish_url="http://127.0.0.1:8085",
     )
     # Every field was set from its variable (a new field without a variable would keep its default).
     defaults = Settings(project="default")

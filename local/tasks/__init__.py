@@ -1,0 +1,1 @@
+"""A local Cloud Tasks emulator: the gRPC surface hekaton's timers use, dispatching HTTP tasks on time."""

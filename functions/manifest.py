@@ -18,6 +18,7 @@ from events.steps import (
     StepType,
 )
 from events.transitions import EVENTS_TOPIC
+from shared.timers.naming import QUEUE_ID
 
 # Identities (keys of SERVICE_ACCOUNTS).
 STEPS = "steps"
@@ -139,7 +140,7 @@ DELIVERY = DeliveryPolicy()
 class QueueDef:
     """The Cloud Tasks queue holding due-time wake-ups (named tasks, one per rollout and sequence)."""
 
-    name: str = "hekaton-timers"
+    name: str = QUEUE_ID  # the id the timers code schedules into (shared/timers/naming.py)
     max_attempts: int = 10
     min_backoff_seconds: int = 1
     max_backoff_seconds: int = 60

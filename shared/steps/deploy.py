@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.errors import PermanentError
+from shared.logs import get_logger
 from shared.model import Rollout
 from shared.phases import Outcome
 from shared.scaling_spec import env_vars
@@ -11,6 +12,8 @@ from shared.spec import ServiceSpec
 from shared.steps.engine import Plan, StepContext, later
 from shared.steps.failing import end_badly
 from shared.steps.traffic import desired_traffic
+
+log = get_logger("deploy")
 
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 
@@ -51,7 +54,16 @@ def act(ctx: StepContext) -> Plan:
         if deps.serving.revision_exists(rollout.namespace, rollout.revision):
             # Same digest as an earlier revision: Knative refuses a BYO name twice, reuse the revision.
             deps.serving.set_traffic(rollout.namespace, rollout.service, desired_traffic(staged))
-            how = "reused existing revision"
+            # Not in the reason: a redelivered deploy may find the revision its twin created, and
+            # the decision must read the same whichever delivery commits it.
+            log.info(
+                "reused existing revision",
+                extra={
+                    "rollout": rollout.id,
+                    "service": rollout.service,
+                    "revision": rollout.revision,
+                },
+            )
         else:
             deps.serving.deploy(
                 rollout.namespace,
@@ -59,16 +71,15 @@ def act(ctx: StepContext) -> Plan:
                 revision_template(spec, staged),
                 desired_traffic(staged),
             )
-            how = "created revision"
     except PermanentError as exc:
         return end_badly(ctx, Outcome.DEPLOY_FAILED, str(exc))
     now = ctx.now
     deployed, decision = ctx.transition(
         Outcome.DEPLOYED,
         rollout=staged,
-        reason=f"{how} {rollout.revision} for {rollout.image_short} with 0% of user traffic"
+        reason=f"deployed revision {rollout.revision} for {rollout.image_short} with 0% of user traffic"
         if stable
-        else f"{how} {rollout.revision} (first deploy: no stable revision to protect)",
+        else f"deployed revision {rollout.revision} (first deploy: no stable revision to protect)",
         values={"revision": rollout.revision, "stable_revision": stable},
         thresholds={"readiness_deadline_seconds": spec.readiness_deadline_seconds},
         ready_deadline_at=later(now, spec.readiness_deadline_seconds),

@@ -1,4 +1,4 @@
-"""The soak at CI size: 20 rollouts over 4 services with every fault kind on, compared with the
+"""The soak at CI size: 8 rollouts over 4 services with every fault kind on, compared with the
 fault-free run of the same seed (bench/soak.py, two stacks of its own): nothing lost, duplicated,
 missing or wrong."""
 
@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(600)
 def test_the_soak_finds_nothing_lost_duplicated_or_wrong() -> None:
     run = subprocess.run(
-        [sys.executable, "bench/soak.py", "--rollouts", "20", "--services", "4", "--faults", "all"],
+        [sys.executable, "bench/soak.py", "--rollouts", "8", "--services", "4", "--faults", "all"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

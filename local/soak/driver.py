@@ -117,7 +117,11 @@ class ServiceDriver:
             traffic = sorted(
                 (t["revision"], int(t["percent"])) for t in status.get("traffic") or []
             )
-            settled = traffic == [(status.get("stable_revision"), 100)]
+            stable = status.get("stable_revision")
+            # A 0 % entry (the warm `previous` revision) is part of the answer, not of the wait;
+            # with no stable revision (a failed first deploy) there is nothing to catch up on.
+            serving = [(revision, percent) for revision, percent in traffic if percent > 0]
+            settled = stable is None or serving == [(stable, 100)]
             if settled or time.monotonic() >= deadline or self.stopped.is_set():
                 return traffic
             time.sleep(POLL_SECONDS)

@@ -36,6 +36,13 @@ GOLDEN_MAX_BYTES = 512 * 1024
 MAX_SPEC_DOCUMENT_BYTES = 900_000
 _FIRESTORE_NOTE = "golden requests are embedded into the stored spec, and a Firestore document holds at most 1 MiB"
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Request headers that carry credentials: a spec is stored in Firestore and shown by the read API,
+# so a credential written into it would leak; hekaton adds its own token at call time instead.
+_CREDENTIAL_HEADER = re.compile(
+    r"authorization|cookie|token|secret|password|passwd|credential|session|api[-_]?key|"
+    r"(^|[-_])key($|[-_])",
+    re.I,
+)
 _METHODS = "^(GET|POST|PUT|PATCH|DELETE|HEAD)$"
 
 
@@ -128,6 +135,19 @@ class Repeat(BaseModel):
     times: int = Field(ge=1, le=1_000_000)
 
 
+def check_request_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Refuse a request header that would carry a credential (never echoing its value)."""
+    for name in headers:
+        if _CREDENTIAL_HEADER.search(name):
+            raise ValueError(
+                f"{name}: a header carrying a credential cannot be written into a spec (specs are "
+                "stored and shown by the read API); remove it: hekaton sends its own token to a "
+                "service with an `auth` section, and a model needing another credential should "
+                "read it from a Kubernetes Secret in `env`"
+            )
+    return headers
+
+
 class SmokeRequest(BaseModel):
     """One request sent to the candidate through its tag URL."""
 
@@ -141,6 +161,11 @@ class SmokeRequest(BaseModel):
     repeat: Repeat | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     expect: ExpectedResponse = Field(default_factory=ExpectedResponse)
+
+    @field_validator("headers")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_request_headers(value)
 
     @model_validator(mode="after")
     def _repeatable(self) -> SmokeRequest:
@@ -171,6 +196,11 @@ class GoldenRequest(BaseModel):
     path: str | None = Field(default=None, pattern="^/")
     headers: dict[str, str] = Field(default_factory=dict)
     json_body: Any = Field(default=None, alias="json")
+
+    @field_validator("headers")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_request_headers(value)
 
     def to_line(self) -> dict[str, Any]:
         """The request as written in the JSONL file (only the keys it sets)."""

@@ -462,3 +462,43 @@ def test_the_example_iris_spec_embeds_its_golden_set() -> None:
     spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / "iris" / "service.yaml")
     golden = spec.validation.golden
     assert golden is not None and golden.file == "golden.jsonl" and golden.requests
+
+
+# -- credentials never written into a spec -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "where"),
+    [
+        ("Authorization", "requests"),
+        ("proxy-authorization", "requests"),
+        ("Cookie", "requests"),
+        ("X-Api-Key", "requests"),
+        ("X-Auth-Token", "golden"),
+        ("X-Secret", "golden"),
+    ],
+)
+def test_a_request_header_carrying_a_credential_is_refused_naming_the_field(
+    header: str, where: str
+) -> None:
+    """A smoke or golden request's credential header: refused, the field and header named, the
+    value never echoed (specs are stored in Firestore and shown by the read API)."""
+    value = "Bearer plantedValue-4f2a9c"
+    request: dict[str, Any] = {"json": {"instances": [[1]]}, "headers": {header: value}}
+    if where == "requests":
+        validation: dict[str, Any] = {"requests": [{"name": "p", **request}]}
+        field = "validation.requests.0.headers"
+    else:
+        validation = {"golden": {**GOLDEN, "requests": [request]}}
+        field = "validation.golden.requests.0.headers"
+    message = errors_of(iris_spec(validation=validation))
+    assert f"{field}: Value error, {header}: a header carrying a credential" in message
+    assert "plantedValue" not in message
+
+
+def test_ordinary_request_headers_are_kept() -> None:
+    """Headers that carry no credential (content type, tracing, a key-less X-Keyboard) still pass."""
+    headers = {"Content-Type": "application/json", "X-Request-Id": "abc", "X-Keyboard": "qwerty"}
+    validation = {"requests": [{"name": "p", "headers": headers}]}
+    spec = parse_spec(iris_spec(validation=validation))
+    assert spec.validation.requests[0].headers == headers

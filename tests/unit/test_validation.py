@@ -135,7 +135,7 @@ def test_run_checks_sends_each_request_and_records_failures() -> None:
                 "name": "predict",
                 "path": "/predict",
                 "json": {"x": [1]},
-                "headers": {"X-Key": "k"},
+                "headers": {"X-Model-Variant": "k"},
                 "expect": {"json": {"echo": {"x": [1]}}},
             }
         ),
@@ -154,7 +154,7 @@ def test_run_checks_sends_each_request_and_records_failures() -> None:
     first = seen[0]
     assert (first.method, str(first.url)) == ("POST", "http://127.0.0.1:8080/predict")
     assert first.headers["host"] == "candidate-iris.models.example.com"
-    assert first.headers["x-key"] == "k"
+    assert first.headers["x-model-variant"] == "k"
     assert seen[1].method == "GET" and seen[1].content == b""
 
 

@@ -54,6 +54,9 @@ class Comparison:
     duplicated: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     wrong_traffic: list[str] = field(default_factory=list)
+    # Same serving split, but a different 0 % entry (a warm `previous` or a failed candidate's
+    # tag): what users are served is right; the route table is not the fault-free run's.
+    route_drift: list[str] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 
     @property
@@ -68,6 +71,11 @@ class Comparison:
         if not self.seconds:
             return (0.0, 0.0)
         return statistics.median(self.seconds), max(self.seconds)
+
+
+def _serving(traffic: list[list[Any]]) -> list[list[Any]]:
+    """The entries that take traffic (percent above 0)."""
+    return [t for t in traffic if int(t[1]) > 0]
 
 
 def compare(faulty: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
@@ -97,8 +105,14 @@ def compare(faulty: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
     base_traffic = {s["name"]: s["traffic"] for s in baseline["services"]}
     for s in faulty["services"]:
         want_traffic = base_traffic.get(s["name"])
-        if [list(t) for t in s["traffic"]] != [list(t) for t in want_traffic or []]:
-            result.wrong_traffic.append(f"{s['name']}: {s['traffic']}, baseline {want_traffic}")
+        got_all, want_all = [list(t) for t in s["traffic"]], [list(t) for t in want_traffic or []]
+        if got_all == want_all:
+            continue
+        line = f"{s['name']}: {s['traffic']}, baseline {want_traffic}"
+        if _serving(got_all) == _serving(want_all):
+            result.route_drift.append(line)
+        else:
+            result.wrong_traffic.append(line)
     return result
 
 

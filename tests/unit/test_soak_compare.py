@@ -85,3 +85,16 @@ def test_comparison_counts_lost_duplicated_missing_and_wrong() -> None:
     lost["services"][0]["traffic"] = [["s-0", 100]]
     result = compare(lost, baseline)
     assert len(result.lost) == 1 and len(result.wrong_traffic) == 1 and result.converge() == (0, 0)
+
+
+def test_a_differing_zero_percent_route_is_drift_not_wrong_serving_traffic() -> None:
+    baseline = _run()
+    drifted = copy.deepcopy(baseline)
+    drifted["services"][0]["traffic"] = [["s-1", 100], ["s-0", 0]]
+    result = compare(drifted, baseline)
+    assert result.ok and not result.wrong_traffic and len(result.route_drift) == 1
+
+    moved = copy.deepcopy(baseline)
+    moved["services"][0]["traffic"] = [["s-1", 90], ["s-0", 10]]
+    result = compare(moved, baseline)
+    assert not result.ok and len(result.wrong_traffic) == 1 and not result.route_drift

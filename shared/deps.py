@@ -42,6 +42,9 @@ class Deps:
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        # What this instance's tick last found of each idle service's route: (the record's
+        # updated_at, when its route was found right). A cache only: a new instance checks all.
+        self.routes_found_right: dict[str, tuple[Any, Any]] = {}
         overrides: dict[str, Any] = {
             "store": store,
             "serving": serving,

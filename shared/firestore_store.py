@@ -109,9 +109,19 @@ class FirestoreStore:
 
     def services_warm_until(self, before: datetime, limit: int = 50) -> list[ServiceRecord]:
         """Services whose previous revision's warm window ended at or before `before`."""
+        return self._services_where("previous_warm_until", "<=", before, limit)
+
+    def services_changed_since(self, since: datetime, limit: int = 50) -> list[ServiceRecord]:
+        """Services whose record was updated at or after `since` (at most `limit`)."""
+        return self._services_where("updated_at", ">=", since, limit)
+
+    def _services_where(
+        self, field: str, op: str, value: datetime, limit: int
+    ) -> list[ServiceRecord]:
+        """Services matching one range filter on a time field (a single-field index: no setup)."""
         query = (
             self._db.collection(SERVICES)
-            .where(filter=firestore.FieldFilter("previous_warm_until", "<=", before))
+            .where(filter=firestore.FieldFilter(field, op, value))
             .limit(limit)
         )
         return [

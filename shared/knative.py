@@ -176,9 +176,21 @@ class KnativeServing:
         }
         self._patch(namespace, name, patch)
 
-    def set_traffic(self, namespace: str, name: str, traffic: list[TrafficTarget]) -> None:
-        """Replace the Service's traffic block with absolute weights; idempotent."""
-        self._patch(namespace, name, {"spec": {"traffic": _traffic(traffic)}})
+    def set_traffic(
+        self,
+        namespace: str,
+        name: str,
+        traffic: list[TrafficTarget],
+        *,
+        if_version: str | None = None,
+    ) -> None:
+        """Replace the Service's traffic block with absolute weights; idempotent. With `if_version`,
+        only if the Service is still at that resourceVersion (else RetryableError: it moved)."""
+        patch: dict[str, Any] = {"spec": {"traffic": _traffic(traffic)}}
+        if if_version is not None:
+            # A merge patch naming a resourceVersion is refused with 409 if the object moved on.
+            patch["metadata"] = {"resourceVersion": if_version}
+        self._patch(namespace, name, patch)
 
     def revision_health(self, namespace: str, revision: str) -> RevisionHealth:
         """A Revision's Ready condition and the reason when it failed."""
@@ -336,4 +348,13 @@ def service_view(body: dict[str, Any]) -> ServiceView:
         ready={"True": True, "False": False}.get(ready.get("status", "")),
         reason=ready.get("reason"),
         url=status.get("url"),
+        spec_traffic=[
+            TrafficTarget(
+                revision=t.get("revisionName", ""),
+                percent=int(t.get("percent", 0) or 0),
+                tag=t.get("tag"),
+            )
+            for t in (body.get("spec") or {}).get("traffic") or []
+        ],
+        resource_version=(body.get("metadata") or {}).get("resourceVersion"),
     )

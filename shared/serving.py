@@ -51,6 +51,10 @@ class ServiceView:
     ready: bool | None = None
     reason: str | None = None
     url: str | None = None
+    # spec.traffic as last written (status trails it while the Route reconciles), and the object's
+    # resourceVersion, so a repair can be conditional on nothing having written since it read.
+    spec_traffic: list[TrafficTarget] = field(default_factory=list)
+    resource_version: str | None = None
 
     def serving_revision(self) -> str | None:
         """The revision holding the largest share of traffic (the de-facto stable one)."""
@@ -90,8 +94,16 @@ class ServingProvider(Protocol):
         """Create or update the Service so `template` becomes a revision, with `traffic`; idempotent."""
         ...
 
-    def set_traffic(self, namespace: str, name: str, traffic: list[TrafficTarget]) -> None:
-        """Replace the Service's traffic block with absolute weights; idempotent."""
+    def set_traffic(
+        self,
+        namespace: str,
+        name: str,
+        traffic: list[TrafficTarget],
+        *,
+        if_version: str | None = None,
+    ) -> None:
+        """Replace the Service's traffic block with absolute weights; idempotent. With `if_version`,
+        only if the Service is still at that resourceVersion (else RetryableError: it moved)."""
         ...
 
     def revision_health(self, namespace: str, revision: str) -> RevisionHealth:
@@ -102,3 +114,12 @@ class ServingProvider(Protocol):
         """Delete the Service (its revisions go with it) and the Istio policies hekaton labelled for
         it; idempotent. True if the Service existed."""
         ...
+
+
+def same_routes(a: list[TrafficTarget], b: list[TrafficTarget]) -> bool:
+    """Whether two traffic blocks route alike (revision, percent and tag; order and URLs aside)."""
+
+    def key(traffic: list[TrafficTarget]) -> list[tuple[str, int, str]]:
+        return sorted((t.revision, t.percent, t.tag or "") for t in traffic)
+
+    return key(a) == key(b)

@@ -37,6 +37,13 @@ class Settings(BaseModel):
     ready_poll_seconds: float = Field(default=2.0, gt=0)
     # An eagerly published next step that has not run after this long is re-emitted by the sweep.
     lost_event_grace_seconds: float = Field(default=60.0, gt=0)
+    # For this long after a service's record last changed, the tick checks that its idle route is
+    # what hekaton set, and repairs it: a write that was in flight when its step lost a race (or
+    # timed out) can land after the rollout ended. Longer than any step function's timeout.
+    route_repair_seconds: float = Field(default=900.0, gt=0)
+    # Within that window, a route found right is read again only after this long (unless its
+    # record changed): a tick every 0.5 s (local) must not read every recent service each time.
+    route_recheck_seconds: float = Field(default=30.0, ge=0)
     # Publisher batching: the time a message may wait for company (low: latency matters more).
     publish_max_latency_seconds: float = Field(default=0.005, ge=0)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -139,6 +146,8 @@ class Settings(BaseModel):
             "ingress_url": "HEKATON_INGRESS_URL",
             "ready_poll_seconds": "HEKATON_READY_POLL_SECONDS",
             "lost_event_grace_seconds": "HEKATON_LOST_EVENT_GRACE_SECONDS",
+            "route_repair_seconds": "HEKATON_ROUTE_REPAIR_SECONDS",
+            "route_recheck_seconds": "HEKATON_ROUTE_RECHECK_SECONDS",
             "publish_max_latency_seconds": "HEKATON_PUBLISH_MAX_LATENCY_SECONDS",
             "http_timeout_seconds": "HEKATON_HTTP_TIMEOUT_SECONDS",
             "firestore_timeout_seconds": "HEKATON_FIRESTORE_TIMEOUT_SECONDS",

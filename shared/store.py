@@ -116,6 +116,10 @@ class Store(Protocol):
         """Services whose previous revision's warm window ended at or before `before`."""
         ...
 
+    def services_changed_since(self, since: datetime, limit: int = 50) -> list[ServiceRecord]:
+        """Services whose record was updated at or after `since` (at most `limit`)."""
+        ...
+
     def put_service(self, record: ServiceRecord, expected: object | None) -> None:
         """Create (expected=MUST_NOT_EXIST) or update (expected=version) one service."""
         ...

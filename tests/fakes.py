@@ -25,7 +25,7 @@ from events.steps import REGISTRY_TOPIC, STEP_TOPICS, StepEvent, StepType, parse
 from events.transitions import TransitionEvent, parse_transition
 from shared.clock import Clock, FakeClock
 from shared.deps import Deps
-from shared.errors import PermanentError, PreconditionFailed
+from shared.errors import PermanentError, PreconditionFailed, RetryableError
 from shared.metrics.fake import FakeProvider, IstioTraffic
 from shared.metrics.observers import IstioObserver, Measurement
 from shared.model import (
@@ -133,6 +133,16 @@ class InMemoryStore:
                 for _, (doc, _v) in sorted(self._services.items())
                 if doc.get("previous_warm_until") is not None
                 and doc["previous_warm_until"] <= before
+            ]
+        return found[:limit]
+
+    def services_changed_since(self, since: datetime, limit: int = 50) -> list[ServiceRecord]:
+        """Services whose record was updated at or after `since` (by name)."""
+        with self._lock:
+            found = [
+                ServiceRecord.from_document(copy.deepcopy(doc))
+                for _, (doc, _v) in sorted(self._services.items())
+                if doc.get("updated_at") is not None and doc["updated_at"] >= since
             ]
         return found[:limit]
 
@@ -398,6 +408,7 @@ class FakeServing:
         self.startup_seconds = startup_seconds
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.traffic: dict[tuple[str, str], list[TrafficTarget]] = {}
+        self.versions: dict[tuple[str, str], int] = {}  # resourceVersion of each Service
         self.revisions: dict[tuple[str, str], FakeRevision] = {}
         self.traffic_writes: list[TrafficWrite] = []
         # Writes that named a revision the cluster does not have (Knative's Route would go RevisionMissing).
@@ -481,6 +492,8 @@ class FakeServing:
             latest_ready_revision=ready[-1] if ready else None,
             ready=True,
             url=f"http://{name}.{namespace}.{self.DOMAIN}",
+            spec_traffic=list(traffic),
+            resource_version=str(self.versions.get((namespace, name), 0)),
         )
 
     def revision_exists(self, namespace: str, revision: str) -> bool:
@@ -513,11 +526,20 @@ class FakeServing:
             )
         self._write_traffic(namespace, name, traffic)
 
-    def set_traffic(self, namespace: str, name: str, traffic: list[TrafficTarget]) -> None:
-        """Replace the Service's traffic block with absolute weights."""
+    def set_traffic(
+        self,
+        namespace: str,
+        name: str,
+        traffic: list[TrafficTarget],
+        *,
+        if_version: str | None = None,
+    ) -> None:
+        """Replace the Service's traffic block with absolute weights (if still at `if_version`)."""
         self._enter("set_traffic", namespace, name, tuple(traffic))
         if (namespace, name) not in self.traffic:
             raise PermanentError(f"patch Knative Service {namespace}/{name} was refused (404)")
+        if if_version is not None and if_version != str(self.versions.get((namespace, name), 0)):
+            raise RetryableError(f"patch Knative Service {namespace}/{name} failed (409 Conflict)")
         self._validate_traffic(traffic)
         self._write_traffic(namespace, name, traffic)
 
@@ -588,6 +610,7 @@ class FakeServing:
         if any((namespace, t.revision) not in self.revisions for t in traffic):
             self.missing_revision_writes.append(write)
         self.traffic[(namespace, name)] = list(traffic)
+        self.versions[(namespace, name)] = self.versions.get((namespace, name), 0) + 1
 
     def _tag_url(self, tag: str | None, namespace: str, name: str) -> str | None:
         return f"http://{tag}-{name}.{namespace}.{self.DOMAIN}" if tag else None

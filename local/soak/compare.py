@@ -55,15 +55,20 @@ class Comparison:
     missing: list[str] = field(default_factory=list)
     wrong_traffic: list[str] = field(default_factory=list)
     # Same serving split, but a different 0 % entry (a warm `previous` or a failed candidate's
-    # tag): what users are served is right; the route table is not the fault-free run's.
+    # tag): what users are served is right, the route table is not; wrong all the same.
     route_drift: list[str] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """Nothing lost, duplicated, missing or wrong."""
+        """Nothing lost, duplicated, missing or wrong (0 % routes included)."""
         return not (
-            self.lost or self.wrong_phase or self.duplicated or self.missing or self.wrong_traffic
+            self.lost
+            or self.wrong_phase
+            or self.duplicated
+            or self.missing
+            or self.wrong_traffic
+            or self.route_drift
         )
 
     def converge(self) -> tuple[float, float]:

@@ -106,9 +106,10 @@ class ServiceDriver:
         return ServiceResult(self.service.name, results, self._settled_traffic())
 
     def _settled_traffic(self) -> list[tuple[str, int]]:
-        """The traffic the cluster reports once it shows the stable revision at 100 % (the
-        Service's status trails its spec while the controller catches up), or what it still
-        shows at the deadline."""
+        """The traffic the cluster reports once it serves the service's resting route (the stable
+        revision at 100 %, plus the warm previous one at 0 % while the record keeps it), or what
+        it still shows at the deadline. The Service's status trails its spec while the Route
+        reconciles, and a late write to an idle service's route waits for the tick's repair."""
         deadline = time.monotonic() + SETTLE_SECONDS
         while True:
             status = patiently(
@@ -117,11 +118,10 @@ class ServiceDriver:
             traffic = sorted(
                 (t["revision"], int(t["percent"])) for t in status.get("traffic") or []
             )
-            stable = status.get("stable_revision")
-            # A 0 % entry (the warm `previous` revision) is part of the answer, not of the wait;
-            # with no stable revision (a failed first deploy) there is nothing to catch up on.
-            serving = [(revision, percent) for revision, percent in traffic if percent > 0]
-            settled = stable is None or serving == [(stable, 100)]
+            stable, previous = status.get("stable_revision"), status.get("previous_revision")
+            resting = sorted([(stable, 100)] + ([(previous, 0)] if previous else []))
+            # With no stable revision (a failed first deploy) there is nothing to settle on.
+            settled = stable is None or traffic == resting
             if settled or time.monotonic() >= deadline or self.stopped.is_set():
                 return traffic
             time.sleep(POLL_SECONDS)

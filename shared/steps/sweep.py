@@ -12,6 +12,7 @@ from shared.logs import get_logger
 from shared.model import Rollout
 from shared.notifications import catch_up
 from shared.steps.engine import publish_next
+from shared.steps.route_repair import repair_idle_routes
 from shared.steps.warm_window import release_ended_windows
 from shared.store import Change
 
@@ -27,6 +28,7 @@ class SweepReport:
     checked: int = 0
     notified: list[str] = field(default_factory=list)  # ids of transition events re-published
     released: list[str] = field(default_factory=list)  # services whose warm window ended
+    repaired: list[str] = field(default_factory=list)  # idle services whose route was rewritten
 
 
 def needs_emit(rollout: Rollout, grace_cutoff: datetime, now: datetime) -> bool:
@@ -61,4 +63,6 @@ def sweep(deps: Deps, cause: str) -> SweepReport:
     # Ended rollouts too: a crash right after a PROMOTED or ROLLED_BACK commit loses its event.
     report.notified = catch_up(deps, cutoff=cutoff, source=SOURCE).published
     report.released = release_ended_windows(deps).released
+    # After the releases: a window that ended this tick is resting traffic without `previous` now.
+    report.repaired = repair_idle_routes(deps).repaired
     return report

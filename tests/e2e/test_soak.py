@@ -27,14 +27,14 @@ def test_the_soak_finds_nothing_lost_duplicated_or_wrong() -> None:
     if run.returncode == 2 and "is not available" in run.stderr:
         pytest.skip(run.stderr.strip())
     report = run.stdout
-    # 3: a 0 % route (warm previous / failed candidate tag) differs from the fault-free run, a
-    # known open bug the soak reports in its own row; what users are served was right.
-    assert run.returncode in (0, 3), f"{report}\n{run.stderr[-3000:]}"
+    assert run.returncode == 0, f"{report}\n{run.stderr[-3000:]}"
     for line in (
         "lost rollouts",
         "duplicated decisions",
         "missing decisions",
+        "wrong final phase",
         "wrong final traffic",
+        "wrong 0 % routes",
     ):
         row = next(r for r in report.splitlines() if r.strip().startswith(line))
         assert row.split()[-1] == "0", report

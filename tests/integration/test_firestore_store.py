@@ -262,6 +262,24 @@ def test_services_for_repository_and_list_services(store: FirestoreStore) -> Non
     assert [s.name for s in store.list_services()] == ["iris", "iris-shadow", "wine"]
 
 
+def test_services_changed_since_and_warm_until_are_time_range_queries(
+    store: FirestoreStore,
+) -> None:
+    """The tick's two service queries: changed at or after a time; warm window ended by a time."""
+    store.put_service(service("old", updated_at=T0 - timedelta(hours=1)), MUST_NOT_EXIST)
+    store.put_service(
+        service("edge", updated_at=T0, previous_warm_until=T0 + timedelta(seconds=60)),
+        MUST_NOT_EXIST,
+    )
+    store.put_service(service("new", updated_at=T0 + timedelta(seconds=5)), MUST_NOT_EXIST)
+    changed = sorted(s.name for s in store.services_changed_since(T0))
+    assert changed == ["edge", "new"]
+    assert len(store.services_changed_since(T0 - timedelta(days=1), limit=2)) == 2
+    assert store.services_changed_since(T0 + timedelta(seconds=6)) == []
+    assert store.services_warm_until(T0 + timedelta(seconds=59)) == []
+    assert [s.name for s in store.services_warm_until(T0 + timedelta(seconds=60))] == ["edge"]
+
+
 def test_record_ignored_is_idempotent_per_message(store: FirestoreStore) -> None:
     """The same message ignored twice by one function is one record; newest first."""
     first = IgnoredEvent("m-1", "ingest", "DELETE of r.io/x:v1", T0, "{}", "gcr")

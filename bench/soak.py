@@ -14,6 +14,7 @@ duplicated, missing or wrong; 2 when it cannot run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -125,6 +126,11 @@ def main() -> int:
     )
     parser.add_argument("--save", type=Path, help="save the fault-free run here, for --baseline")
     parser.add_argument("--json", type=Path, help="write the faulty run and the comparison here")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep both stacks' state folders (function logs, fault counts) in this new folder",
+    )
     args = parser.parse_args()
     # A soak stopped by SIGTERM (a CI timeout) still stops the stack it started (run_once's finally).
     signal.signal(signal.SIGTERM, _interrupt)
@@ -134,8 +140,15 @@ def main() -> int:
     except (ValueError, FaultSpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="hekaton-soak-") as tmp:
-        workdir = Path(tmp)
+    if args.keep is not None and args.keep.exists():
+        print(f"error: --keep {args.keep} exists; name a new folder", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as scope:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True)
+            workdir = args.keep
+        else:
+            workdir = Path(scope.enter_context(tempfile.TemporaryDirectory(prefix="hekaton-soak-")))
         try:
             if args.baseline:
                 baseline = json.loads(args.baseline.read_text())

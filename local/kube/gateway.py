@@ -514,6 +514,8 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             return
         target = gateway.routes.resolve(host, self.headers.get(TAG_HEADER))
         if isinstance(target, RouteMiss):
+            # Logged: a miss for a host the cluster's status lists is a bug worth a trace.
+            log.warning("route miss (%d) for host %s: %s", target.status, host, target.message)
             self._reply_text(target.status, target.message + "\n")
             return
         verdict = gateway.auth.check(

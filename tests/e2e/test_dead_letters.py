@@ -18,18 +18,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from functions.manifest import FUNCTIONS
 from local.components import MissingComponent
-from local.functions_stack import function_component
-from local.stack import (
-    ComponentGroup,
-    PlanStep,
-    StackOptions,
-    StackStartFailed,
-    default_plan,
-    up,
-)
+from local.stack import PlanStep, StackOptions, StackStartFailed, up
 from tests.e2e.forwarder import Forwarder
+from tests.e2e.plans import plan_with_function_env
 from tests.e2e.specs import IRIS_REPOSITORY, e2e_spec
 from tests.e2e.stack_client import E2EStack, wait_until
 
@@ -51,17 +43,7 @@ def plan_with_deploy_cut_off(options: StackOptions, kube_port: int) -> list[Plan
         "deploy": {"HEKATON_KUBE_SERVER": f"http://127.0.0.1:{kube_port}"},
         "tick": {"HEKATON_LOST_EVENT_GRACE_SECONDS": "600"},
     }
-    functions = ComponentGroup(
-        tuple(function_component(f, extra_env=overrides.get(f.name)) for f in FUNCTIONS)
-    )
-
-    def replaced(step: PlanStep) -> PlanStep:
-        is_functions = isinstance(step, ComponentGroup) and any(
-            c.name.startswith("fn-") for c in step.components
-        )
-        return functions if is_functions else step
-
-    return [replaced(step) for step in default_plan(options)]
+    return plan_with_function_env(options, overrides)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 from local.faults.counts import totals_by_kind
 from local.faults.spec import FaultSpec, parse_spec
 from local.stack import StackOptions, StackStartFailed, up
+from tests.e2e.plans import plan_with_function_env
 from tests.e2e.specs import e2e_repository, e2e_spec
 from tests.e2e.stack_client import E2EStack, traffic_pairs
 
@@ -32,8 +33,10 @@ KINDS = {
         {"delivery": {"duplicate": 0.3, "reorder": 0.3, "delay": 0.3, "fail": 0.3}},
         ("delivery.duplicate", "delivery.fail_before", "delivery.fail_after"),
     ),
+    # Each worker draws from its own seeded stream (seed and pid): a rollout pair reaches some 48
+    # crash points, so at 0.2 each no crash at all has a chance of 0.8**48, about 2e-5.
     "crash": (
-        {"crash": {"after_kube": 0.1, "after_commit": 0.1, "before_publish": 0.1}},
+        {"crash": {"after_kube": 0.2, "after_commit": 0.2, "before_publish": 0.2}},
         ("crash.worker_restarts",),
     ),
     "kube": (
@@ -81,8 +84,12 @@ def faulty_stack(
     state_dir = tmp_path / "stack"
     monkeypatch.setenv("HEKATON_STATE_DIR", str(state_dir))
     monkeypatch.delenv("HEKATON_PROJECT", raising=False)
+    options = StackOptions(state_dir=state_dir, faults=spec)
+    # A crash after a commit waits for the sweep to re-emit its step: a short grace keeps each
+    # of those crashes at seconds, not the local default's 30 s (these steps are quick).
+    plan = plan_with_function_env(options, {"tick": {"HEKATON_LOST_EVENT_GRACE_SECONDS": "5"}})
     try:
-        started = up(StackOptions(state_dir=state_dir, faults=spec), progress=None)
+        started = up(options, plan=plan, progress=None)
     except StackStartFailed as exc:
         pytest.fail(f"{exc}\n{exc.log_tail()}", pytrace=False)
     stack = E2EStack(started, tmp_path)
@@ -114,7 +121,7 @@ def _patiently(call: Callable[[], T], timeout: float = 60.0) -> T:
             time.sleep(0.2)
 
 
-# A crash after a commit waits out the sweep's grace (30 s locally) before the rollout moves on.
+# A crash after a commit waits out the sweep's grace (5 s on these stacks) before the rollout moves on.
 @pytest.mark.timeout(300)
 def test_a_rollout_ends_right_under_each_fault_kind(faulty_stack: tuple[E2EStack, str]) -> None:
     stack, kind = faulty_stack

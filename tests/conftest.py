@@ -46,11 +46,36 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[SESSION_TOKEN_VAR] = uuid.uuid4().hex
 
 
+# bin/test runs the suite as two concurrent pytest processes: `stack`, the tests on the shared e2e
+# stack (mostly waiting on it) and then the timer tests' stack, and `rest`, everything else. Unset:
+# one process runs everything.
+SHARD_VAR = "HEKATON_TEST_SHARD"
+SHARDS = ("stack", "rest")
+_STACK_PACKAGES = {"e2e", "e2e_timers"}
+
+
+def _shard_of(item: pytest.Item) -> str:
+    package = item.path.relative_to(Path(__file__).parent).parts[0]
+    on_a_stack = package in _STACK_PACKAGES and item.get_closest_marker("own_stack") is None
+    return "stack" if on_a_stack else "rest"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark tests that use an emulator with ``emulators`` (so ``-m "not emulators"`` works)."""
+    """Mark tests that use an emulator with ``emulators`` (so ``-m "not emulators"`` works); keep
+    only this shard's tests when HEKATON_TEST_SHARD names one."""
     for item in items:
         if EMULATOR_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.emulators)
+    shard = os.environ.get(SHARD_VAR, "")
+    if not shard:
+        return
+    if shard not in SHARDS:
+        raise pytest.UsageError(f"{SHARD_VAR}={shard!r}: choose one of {', '.join(SHARDS)}")
+    kept = [item for item in items if _shard_of(item) == shard]
+    dropped = [item for item in items if _shard_of(item) != shard]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

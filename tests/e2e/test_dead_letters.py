@@ -25,7 +25,12 @@ from tests.e2e.plans import plan_with_function_env
 from tests.e2e.specs import IRIS_REPOSITORY, e2e_spec
 from tests.e2e.stack_client import E2EStack, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.emulators, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.own_stack,
+    pytest.mark.emulators,
+    pytest.mark.timeout(300),
+]
 
 SERVICE = "iris-dlq"
 

@@ -22,7 +22,7 @@ from tests.e2e.plans import plan_with_function_env
 from tests.e2e.specs import e2e_repository, e2e_spec
 from tests.e2e.stack_client import E2EStack, traffic_pairs
 
-pytestmark = [pytest.mark.slow, pytest.mark.emulators]
+pytestmark = [pytest.mark.slow, pytest.mark.own_stack, pytest.mark.emulators]
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.emulators]
+pytestmark = [pytest.mark.slow, pytest.mark.own_stack, pytest.mark.emulators]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

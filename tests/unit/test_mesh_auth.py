@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -54,20 +55,23 @@ def test_an_allowed_principal_passes_and_its_token_is_not_forwarded(mesh: MeshAu
     assert verdict.strip_authorization
 
 
+# Tokens are minted when the test runs, not at collection: a long suite must not expire them.
 @pytest.mark.parametrize(
     ("authorization", "expected"),
     [
-        (None, (403, "RBAC: access denied")),  # RequestAuthentication lets it in; the policy not
-        ("Bearer not-a-jwt", (401, "Jwt is not in the form of Header.Payload.Signature")),
-        (_token(OTHER), (401, "Jwt verification fails")),
-        (_token(exp=int(time.time()) - 3600), (401, "Jwt is expired")),
-        (_token(aud="other"), (401, "Audiences in Jwt are not allowed")),
-        (_token(sub="mallory@hekaton.local"), (403, "RBAC: access denied")),
-        (_token(iss="elsewhere"), (403, "RBAC: access denied")),  # unknown issuer: no principal
+        (lambda: None, (403, "RBAC: access denied")),  # RequestAuthentication lets it in
+        (lambda: "Bearer not-a-jwt", (401, "Jwt is not in the form of Header.Payload.Signature")),
+        (lambda: _token(OTHER), (401, "Jwt verification fails")),
+        (lambda: _token(exp=int(time.time()) - 3600), (401, "Jwt is expired")),
+        (lambda: _token(aud="other"), (401, "Audiences in Jwt are not allowed")),
+        (lambda: _token(sub="mallory@hekaton.local"), (403, "RBAC: access denied")),
+        (lambda: _token(iss="elsewhere"), (403, "RBAC: access denied")),  # no principal
     ],
 )
-def test_refusals_answer_as_istio(mesh: MeshAuth, authorization: str | None, expected: Any) -> None:
-    assert _check(mesh, authorization) == expected
+def test_refusals_answer_as_istio(
+    mesh: MeshAuth, authorization: Callable[[], str | None], expected: Any
+) -> None:
+    assert _check(mesh, authorization()) == expected
 
 
 def test_other_services_and_namespaces_are_not_selected(mesh: MeshAuth) -> None:

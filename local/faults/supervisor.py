@@ -21,16 +21,16 @@ from pathlib import Path
 from typing import IO
 
 from local.faults.counts import FaultCounts
-from shared.crashpoints import CRASH_EXIT_CODE
+from shared.crashpoints import CRASH_EXIT_CODE, POINTS
 
-_INJECTED = re.compile(r"hekaton: injected crash at (\w+)")
+# By name: two workers' lines can meet in the pipe with no newline between them ("after_kubehekaton").
+_INJECTED = re.compile(rf"hekaton: injected crash at ({'|'.join(POINTS)})")
 _RESPAWNED = re.compile(rf"Worker \(pid:\d+\) exited with code {CRASH_EXIT_CODE}")
 
 
 def count_line(line: str, counts: FaultCounts) -> None:
     """Count what one line of the child's output reports."""
-    injected = _INJECTED.search(line)
-    if injected:
+    for injected in _INJECTED.finditer(line):
         counts.add(injected.group(1))  # the crash point
     if _RESPAWNED.search(line):
         counts.add("worker_restarts")

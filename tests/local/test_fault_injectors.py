@@ -94,8 +94,16 @@ def test_the_supervisor_counts_injected_crashes_and_respawns(tmp_path: Path) -> 
     count_line("[ERROR] Worker (pid:4242) exited with code 86\n", counts)
     count_line("[ERROR] Worker (pid:4243) exited with code 1\n", counts)  # a real failure
     count_line("INFO hekaton handled message 7\n", counts)
-    assert counts.snapshot() == {"after_commit": 1, "worker_restarts": 1}
-    assert totals_by_kind(tmp_path) == {"crash.after_commit": 1, "crash.worker_restarts": 1}
+    # Two workers' lines met in the pipe with no newline between them: both counted, by name.
+    count_line(
+        "hekaton: injected crash at after_kubehekaton: injected crash at after_kube\n", counts
+    )
+    assert counts.snapshot() == {"after_commit": 1, "after_kube": 2, "worker_restarts": 1}
+    assert totals_by_kind(tmp_path) == {
+        "crash.after_commit": 1,
+        "crash.after_kube": 2,
+        "crash.worker_restarts": 1,
+    }
 
 
 class _Function(BaseHTTPRequestHandler):

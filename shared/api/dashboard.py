@@ -2,9 +2,10 @@
 
 The page itself is public (it holds no data); it reads the JSON endpoints of the same API with the
 bearer token it was given in the URL fragment (``/dashboard#token=…``, which browsers never send to
-the server), keeps it in sessionStorage and polls every POLL_MS milliseconds. Everything it renders
-goes through ``textContent`` (never ``innerHTML``), so reasons and other user-controlled text are
-shown, not interpreted; the Content-Security-Policy allows only this page's own script and style
+the server), keeps it in sessionStorage and reads the API again POLL_MS milliseconds after each
+refresh ends (one at a time, so an older answer never overwrites a newer one). Everything it
+renders goes through ``textContent`` (never ``innerHTML``), so reasons and other user-controlled
+text are shown, not interpreted; the Content-Security-Policy allows only this page's own script and style
 (by hash) and requests to the same origin.
 """
 
@@ -223,9 +224,15 @@ async function refresh() {
   }
 }
 
+// One refresh at a time, the next POLL_MS after the last one ended: with a fixed interval, a slow
+// answer could land after a newer one and draw the older state over it.
+async function poll() {
+  await refresh();
+  setTimeout(poll, POLL_MS);
+}
+
 takeToken();
-refresh();
-setInterval(refresh, POLL_MS);
+poll();
 """.replace("__POLL_MS__", str(POLL_MS)).replace("__HISTORY__", str(HISTORY_LIMIT))
 
 _HTML = f"""<!doctype html>

@@ -483,11 +483,13 @@ class _GatewayHandler(BaseHTTPRequestHandler):
     server_version = "hekaton-gateway"
     timeout = 75  # seconds an idle keep-alive connection may wait for its next request
     server: _GatewayServer
+    _metered: tuple[Destination, float] | None = None  # the routed request `_write` counts
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: access logs for thousands of requests would cost more than the proxying."""
 
     def _handle(self) -> None:
+        self._metered = None
         try:
             self._route()
         except (BrokenPipeError, ConnectionResetError):
@@ -525,11 +527,13 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             self.path,
             self.headers.get("Authorization"),
         )
+        # Counted by `_write`, just before the answer goes out: a client holding its answer
+        # finds it in /metrics (counting afterwards let a scrape miss the last request).
+        self._metered = (target, started)
         if verdict.status is not None:  # refused as the sidecar would; still counted
-            status = self._reply_text(verdict.status, verdict.message + "\n")
+            self._reply_text(verdict.status, verdict.message + "\n")
         else:
-            status = self._proxy(gateway, target, body, verdict.strip_authorization)
-        gateway.metrics.observe(target, status, (time.perf_counter() - started) * 1000)
+            self._proxy(gateway, target, body, verdict.strip_authorization)
 
     def _proxy(
         self, gateway: Gateway, target: Destination, body: bytes, strip_authorization: bool = False
@@ -639,6 +643,12 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         return status
 
     def _write(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        metered, self._metered = self._metered, None
+        if metered is not None:
+            target, started = metered
+            self.server.gateway.metrics.observe(
+                target, status, (time.perf_counter() - started) * 1000
+            )
         lines = [f"HTTP/1.1 {status} {reason}", *(f"{n}: {v}" for n, v in headers)]
         if self.close_connection:
             lines.append("Connection: close")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from local.kube.catalog import ImageCatalog
 from local.kube.contracts import RevisionPhase, RevisionSpec, RevisionState
+from local.kube.port_owner import listening_inodes, port_owned_by
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ RESOURCES_AVAILABLE = "ResourcesAvailable"
 _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "SYSTEMROOT")
 _LOG_TAIL_LINES = 12
 _LOG_TAIL_BYTES = 8192
+# Restarts on a fresh port when another process took the one a revision was given.
+_MAX_PORT_RESTARTS = 3
 
 
 @dataclass
@@ -44,6 +47,14 @@ class _Revision:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     deadline: float = 0.0
+    port_restarts: int = 0
+
+
+class _PortTaken:
+    """`_check`'s answer when another process holds the revision's port (start it elsewhere)."""
+
+
+_PORT_TAKEN = _PortTaken()
 
 
 class ProcessRuntime:
@@ -222,15 +233,21 @@ class ProcessRuntime:
                 except Exception:  # the supervisor must outlive any one revision's surprise
                     log.exception("checking revision %s/%s failed", *key)
                     continue
-                if new_state is not None and self._transition(key, rev, new_state):
+                if isinstance(new_state, _PortTaken):
+                    self._restart_elsewhere(key, rev)
+                elif new_state is not None and self._transition(key, rev, new_state):
                     self._notify(key)
             if self._wake.wait(self._poll_interval):
                 self._wake.clear()
 
-    def _check(self, rev: _Revision) -> RevisionState | None:
-        """The revision's next state if it changed, else None."""
+    def _check(self, rev: _Revision) -> RevisionState | _PortTaken | None:
+        """The revision's next state if it changed, `_PORT_TAKEN`, or None."""
         assert rev.process is not None
         code = rev.process.poll()
+        port, restartable = rev.state.port, rev.port_restarts < _MAX_PORT_RESTARTS
+        died_starting = code is not None and rev.state.phase is RevisionPhase.PENDING
+        if died_starting and restartable and port is not None and listening_inodes(port):
+            return _PORT_TAKEN  # it most likely died binding a port someone else listens on
         if code is not None:
             # Kubernetes reports death by signal N as exit code 128 + N.
             exit_code = code if code >= 0 else 128 - code
@@ -243,8 +260,12 @@ class ProcessRuntime:
             )
         if rev.state.phase is RevisionPhase.READY:
             return None
-        if rev.state.port is not None and self._probe(rev.state.port):
-            return replace(rev.state, phase=RevisionPhase.READY)
+        if port is not None and self._probe(port):
+            if port_owned_by(port, rev.process.pid) is not False:
+                return replace(rev.state, phase=RevisionPhase.READY)
+            # Another process answers on this port: never route users to it.
+            if restartable:
+                return _PORT_TAKEN
         if time.monotonic() > rev.deadline:
             rev.process.kill()
             rev.process.wait(timeout=5)
@@ -256,6 +277,24 @@ class ProcessRuntime:
                 port=rev.state.port,
             )
         return None
+
+    def _restart_elsewhere(self, key: tuple[str, str], rev: _Revision) -> None:
+        """Start the revision again on a fresh port; its old process goes."""
+        with self._lock:
+            if self._revisions.get(key) is not rev:
+                return  # stopped meanwhile
+            fresh = self._start(rev.spec)
+            fresh.port_restarts = rev.port_restarts + 1
+            self._revisions[key] = fresh
+        log.warning(
+            "revision %s/%s: another process listens on port %s; started again on port %s",
+            *key,
+            rev.state.port,
+            fresh.state.port,
+        )
+        if rev.process is not None:
+            _terminate([rev.process], 0.0)
+        self._notify(key)
 
     def _transition(self, key: tuple[str, str], rev: _Revision, new_state: RevisionState) -> bool:
         """Record a new state unless the revision was stopped meanwhile."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,6 +26,8 @@ from runtime_fixtures import (
     wait_for_settled,
 )
 
+from local.kube import port_owner
+from local.kube import runtime as runtime_module
 from local.kube.contracts import RevisionPhase, RevisionSpec
 from local.kube.runtime import ProcessRuntime
 from local.registry import derive_digest
@@ -248,3 +254,64 @@ def test_a_failing_listener_does_not_stop_supervision(runtime: ProcessRuntime, m
     runtime.set_listener(broken_listener)
     runtime.ensure_running(spec("iris-v1", f"{IRIS}:v1", marker))
     assert wait_for_settled(runtime, NS, "iris-v1").phase is RevisionPhase.READY
+
+
+class _Stranger(http.server.BaseHTTPRequestHandler):
+    """Another stack's server: /healthz answers 200, anything else 404 (as the gateway's admin)."""
+
+    paths: list[str] = []
+
+    def do_GET(self) -> None:
+        self.paths.append(self.path)
+        code = 200 if self.path == "/healthz" else 404
+        body = b"ok\n" if code == 200 else b"no route\n"
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def test_a_port_taken_by_another_process_is_never_ready_the_revision_moves(
+    runtime: ProcessRuntime, marker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stranger = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Stranger)
+    threading.Thread(target=stranger.serve_forever, daemon=True).start()
+    taken = stranger.server_address[1]
+    given: list[int] = []
+    real_free_port = runtime_module._free_port
+
+    def first_the_taken_port(exclude: set[int | None]) -> int:
+        given.append(taken if not given else real_free_port(exclude))
+        return given[-1]
+
+    monkeypatch.setattr(runtime_module, "_free_port", first_the_taken_port)
+    try:
+        runtime.ensure_running(spec("iris-v1", f"{IRIS}:v1", marker))
+        state = wait_for_settled(runtime, NS, "iris-v1")
+    finally:
+        stranger.shutdown()
+        stranger.server_close()
+    assert state.phase is RevisionPhase.READY, state
+    assert given[0] == taken and state.port == given[-1] != taken
+    assert get_json(state.port, "/healthz")["model_version"] == "v1"
+    # Only one process of the revision is left, the one on its own port.
+    assert len(marked_processes(marker)) == 1
+
+
+def test_port_owner_tells_our_listener_from_another_process(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert port_owner.port_owned_by(port, os.getpid()) is True
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            assert child.pid in port_owner.process_tree(os.getpid())
+            assert port_owner.port_owned_by(port, child.pid) is False
+        finally:
+            child.kill()
+            child.wait()
+    assert port_owner.port_owned_by(port, os.getpid()) is None  # nobody listens any more

@@ -42,22 +42,29 @@ _MISSING_MARK = "is not available"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Give this session a token that every child process inherits."""
+    """Give this session a token that every child process inherits; let its children get Ctrl-C."""
     os.environ[SESSION_TOKEN_VAR] = uuid.uuid4().hex
+    # A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored
+    # across exec: the CLI processes the tests interrupt would never see their Ctrl-C. A handler
+    # (unlike SIG_IGN) is reset to the default on exec, so children start as from a terminal.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-# bin/test runs the suite as two concurrent pytest processes: `stack`, the tests on the shared e2e
-# stack (mostly waiting on it) and then the timer tests' stack, and `rest`, everything else. Unset:
-# one process runs everything.
+# bin/test runs the suite as three concurrent pytest processes: `stack`, the e2e tests on the shared
+# stack (mostly waiting on it); `own`, the e2e tests that start stacks of their own (the soak, the
+# fault and dead-letter stacks, the timers' stack; also mostly waiting); and `rest`, everything else
+# (unit, local, integration, deploy: the CPU-bound tiers). Unset: one process runs everything.
 SHARD_VAR = "HEKATON_TEST_SHARD"
-SHARDS = ("stack", "rest")
-_STACK_PACKAGES = {"e2e", "e2e_timers"}
+SHARDS = ("stack", "own", "rest")
+_E2E_PACKAGES = {"e2e", "e2e_timers"}
 
 
 def _shard_of(item: pytest.Item) -> str:
     package = item.path.relative_to(Path(__file__).parent).parts[0]
-    on_a_stack = package in _STACK_PACKAGES and item.get_closest_marker("own_stack") is None
-    return "stack" if on_a_stack else "rest"
+    if package not in _E2E_PACKAGES:
+        return "rest"
+    return "own" if item.get_closest_marker("own_stack") is not None else "stack"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

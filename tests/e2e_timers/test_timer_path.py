@@ -18,7 +18,7 @@ from shared.timers.naming import task_id
 from tests.e2e.specs import e2e_repository, e2e_spec
 from tests.e2e.stack_client import E2EStack, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.emulators]
+pytestmark = [pytest.mark.slow, pytest.mark.own_stack, pytest.mark.emulators]
 
 SERVICE = "iris-timers"
 REPOSITORY = e2e_repository("timers")

@@ -19,6 +19,9 @@ def _list(args: argparse.Namespace) -> int:
     lines = []
     for d in items:
         replayed = f"replayed {len(d['replays'])}x" if d["replays"] else "not replayed"
+        if d.get("replaying"):
+            claim = d["replaying"]
+            replayed += f", being replayed by {claim['principal']} since {claim['at'][:19]}"
         lines.append(
             f"{d['id']}  {d['first_seen'][:19]}  from {d['source_subscription'] or '?'} "
             f"(topic {d['original_topic'] or 'unknown'}) after {d['attempts'] or '?'} attempts, "

@@ -13,7 +13,7 @@ from events.pubsub import PubSubMessage
 from shared.commands import Refused
 from shared.deps import Deps
 from shared.logs import get_logger
-from shared.model import DeadLetter, Replay
+from shared.model import DeadLetter, Replay, ReplayClaim
 from shared.retrying import retry_on_conflict
 from shared.store import MUST_NOT_EXIST
 
@@ -113,6 +113,10 @@ def keep(deps: Deps, record: DeadLetter) -> DeadLetter:
     return retry_on_conflict(attempt, what=f"keep dead letter {record.id}")
 
 
+# A claim older than this is a replay that died between publishing and recording: no longer held.
+CLAIM_SECONDS = 60.0
+
+
 def replay(
     deps: Deps,
     dead_letter: str,
@@ -124,54 +128,106 @@ def replay(
     """Republish a dead letter's data and attributes to its original topic, and record the replay.
 
     Refused("not_found") for an unknown id; Refused("conflict") when it was replayed already
-    (unless `force`) or cannot be replayed (origin unknown, payload not kept).
+    (unless `force`), another replay of it is under way, or it cannot be replayed (origin
+    unknown, payload not kept). The replay is claimed on the record before it publishes, so two
+    replays at the same instant publish once: the second is refused.
     """
     send = publish or deps.publisher.publish_raw
+    claimed, topic, data = retry_on_conflict(
+        lambda: _claim(deps, dead_letter, principal, force),
+        what=f"claim dead letter {dead_letter[:120]} for a replay",
+    )
+    attributes = {k: v for k, v in claimed.attributes.items() if not k.startswith(_PREFIX)}
+    attributes[REPLAY_OF] = claimed.id
+    try:
+        message_id = send(topic, data, attributes)
+    except Exception:
+        _release(deps, claimed.id)
+        raise
+    done = Replay(
+        at=deps.clock.now(),
+        principal=principal,
+        message_id=message_id,
+        topic=topic,
+        forced=bool(claimed.replays),
+    )
+    updated = retry_on_conflict(
+        lambda: _record(deps, claimed.id, done),
+        what=f"record the replay of dead letter {claimed.id}",
+    )
+    log.info(
+        "dead letter replayed to %s",
+        topic,
+        extra={"dead_letter": claimed.id, "message_id": message_id, "principal": principal},
+    )
+    return updated, done
 
-    def attempt() -> tuple[DeadLetter, Replay]:
+
+def _claim(
+    deps: Deps, dead_letter: str, principal: str, force: bool
+) -> tuple[DeadLetter, str, bytes]:
+    """Check the dead letter can be replayed now and mark it as being replayed (one write).
+
+    Returns the claimed record, the topic to publish to and the payload.
+    """
+    loaded = deps.store.get_dead_letter(dead_letter)
+    if loaded is None:
+        raise Refused("not_found", f"no dead letter {dead_letter[:120]!r} (see `hekaton dlq list`)")
+    record = loaded.value
+    now = deps.clock.now()
+    claim = record.replay_claim
+    if claim is not None and (now - claim.at).total_seconds() < CLAIM_SECONDS:
+        raise Refused(
+            "conflict",
+            f"dead letter {record.id} is being replayed by {claim.principal} since "
+            f"{claim.at.isoformat()}; see `hekaton dlq list` for its outcome",
+        )
+    if record.replays and not force:
+        last = record.replays[-1]
+        raise Refused(
+            "conflict",
+            f"dead letter {record.id} was replayed already at {last.at.isoformat()} by "
+            f"{last.principal} (message {last.message_id}); use --force to replay it again",
+        )
+    if record.original_topic is None:
+        raise Refused(
+            "conflict",
+            f"dead letter {record.id} came from subscription {record.source_subscription!r}, "
+            "which feeds no hekaton function: its original topic is unknown",
+        )
+    if record.data is None:
+        raise Refused(
+            "conflict",
+            f"dead letter {record.id}'s payload ({record.size} bytes) was too large to keep",
+        )
+    claimed = dataclasses.replace(record, replay_claim=ReplayClaim(at=now, principal=principal))
+    deps.store.put_dead_letter(claimed, loaded.version)
+    return claimed, record.original_topic, record.data
+
+
+def _record(deps: Deps, dead_letter: str, done: Replay) -> DeadLetter:
+    """Add the replay to the record and drop the claim (a recorder's update may race it)."""
+    loaded = deps.store.get_dead_letter(dead_letter)
+    if loaded is None:  # deleted meanwhile (TTL): nothing left to record on
+        raise Refused("not_found", f"dead letter {dead_letter} vanished during its replay")
+    updated = dataclasses.replace(
+        loaded.value, replays=(*loaded.value.replays, done), replay_claim=None
+    )
+    deps.store.put_dead_letter(updated, loaded.version)
+    return updated
+
+
+def _release(deps: Deps, dead_letter: str) -> None:
+    """Drop the claim of a replay whose publish failed (best effort: it also lapses by itself)."""
+    try:
         loaded = deps.store.get_dead_letter(dead_letter)
-        if loaded is None:
-            raise Refused(
-                "not_found", f"no dead letter {dead_letter[:120]!r} (see `hekaton dlq list`)"
-            )
-        record = loaded.value
-        if record.replays and not force:
-            last = record.replays[-1]
-            raise Refused(
-                "conflict",
-                f"dead letter {record.id} was replayed already at {last.at.isoformat()} by "
-                f"{last.principal} (message {last.message_id}); use --force to replay it again",
-            )
-        if record.original_topic is None:
-            raise Refused(
-                "conflict",
-                f"dead letter {record.id} came from subscription {record.source_subscription!r}, "
-                "which feeds no hekaton function: its original topic is unknown",
-            )
-        if record.data is None:
-            raise Refused(
-                "conflict",
-                f"dead letter {record.id}'s payload ({record.size} bytes) was too large to keep",
-            )
-        attributes = {k: v for k, v in record.attributes.items() if not k.startswith(_PREFIX)}
-        attributes[REPLAY_OF] = record.id
-        message_id = send(record.original_topic, record.data, attributes)
-        done = Replay(
-            at=deps.clock.now(),
-            principal=principal,
-            message_id=message_id,
-            topic=record.original_topic,
-            forced=bool(record.replays),
+        if loaded is not None and loaded.value.replay_claim is not None:
+            released = dataclasses.replace(loaded.value, replay_claim=None)
+            deps.store.put_dead_letter(released, loaded.version)
+    except Exception:  # the publish error is the one to report; the claim lapses anyway
+        log.warning(
+            "could not release the replay claim on dead letter %s; it lapses after %g s",
+            dead_letter,
+            CLAIM_SECONDS,
+            exc_info=True,
         )
-        updated = dataclasses.replace(record, replays=(*record.replays, done))
-        # A lost race means a concurrent replay recorded first: the retry then refuses, and the
-        # message went out twice, which the step handlers drop as a duplicate (DESIGN §3).
-        deps.store.put_dead_letter(updated, loaded.version)
-        log.info(
-            "dead letter replayed to %s",
-            record.original_topic,
-            extra={"dead_letter": record.id, "message_id": message_id, "principal": principal},
-        )
-        return updated, done
-
-    return retry_on_conflict(attempt, what=f"replay dead letter {dead_letter[:120]}")

@@ -283,6 +283,14 @@ class Replay:
 
 
 @dataclass(frozen=True)
+class ReplayClaim:
+    """A replay under way (claimed before it publishes): by whom and since when."""
+
+    at: datetime
+    principal: str
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     """A message Pub/Sub gave up on after the subscription's delivery attempts, kept for replay.
 
@@ -304,6 +312,7 @@ class DeadLetter:
     published_at: str | None = None  # when the original was published to its topic
     replay_of: str | None = None  # the dead letter this message was a replay of
     replays: tuple[Replay, ...] = ()
+    replay_claim: ReplayClaim | None = None  # a replay publishing now (none once recorded)
 
     def to_document(self) -> dict[str, Any]:
         """Firestore document fields."""
@@ -317,4 +326,6 @@ class DeadLetter:
         values: dict[str, Any] = {k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc}
         values["attributes"] = {str(k): str(v) for k, v in (values.get("attributes") or {}).items()}
         values["replays"] = tuple(Replay(**r) for r in values.get("replays") or ())
+        claim = values.get("replay_claim")
+        values["replay_claim"] = ReplayClaim(**claim) if claim else None
         return cls(**values)

@@ -163,4 +163,9 @@ def dead_letter_view(record: DeadLetter) -> dict[str, Any]:
         "published_at": record.published_at,
         "replay_of": record.replay_of,
         "replays": [replay_view(r) for r in record.replays],
+        "replaying": (
+            {"at": record.replay_claim.at.isoformat(), "principal": record.replay_claim.principal}
+            if record.replay_claim
+            else None
+        ),
     }

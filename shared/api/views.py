@@ -151,6 +151,13 @@ class ReplayView(_View):
     forced: bool
 
 
+class ReplayClaimView(_View):
+    """A replay under way: by whom and since when."""
+
+    at: str
+    principal: str
+
+
 class DeadLetterItem(_View):
     """A message Pub/Sub dead-lettered: from where, after how many attempts, and its replays."""
 
@@ -168,6 +175,7 @@ class DeadLetterItem(_View):
     published_at: str | None
     replay_of: str | None
     replays: list[ReplayView]
+    replaying: ReplayClaimView | None
 
 
 class DeadLetterPage(_View):

@@ -1,4 +1,4 @@
-"""Dead letters in the real Firestore emulator: round trip (payload bytes, attributes, replays),
+"""Dead letters in the real Firestore emulator: round trip (payload bytes, attributes, replays, claim),
 create-once, preconditioned updates and newest-first pages."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from shared.errors import PreconditionFailed
 from shared.firestore_store import FirestoreStore
-from shared.model import DeadLetter, Replay
+from shared.model import DeadLetter, Replay, ReplayClaim
 from shared.store import MUST_NOT_EXIST
 
 T0 = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
@@ -51,6 +51,10 @@ def test_a_dead_letter_round_trips_with_its_payload_and_replays(store: Firestore
     store.put_dead_letter(kept, MUST_NOT_EXIST)
     found = store.get_dead_letter(kept.id)
     assert found is not None and found.value == kept
+    claimed = replace(kept, replay_claim=ReplayClaim(at=T0, principal="bob@x"))
+    store.put_dead_letter(claimed, found.version)
+    again = store.get_dead_letter(kept.id)
+    assert again is not None and again.value == claimed
 
 
 def test_create_once_and_updates_are_preconditioned(store: FirestoreStore) -> None:

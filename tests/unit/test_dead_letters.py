@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
@@ -20,8 +21,9 @@ from functions.manifest import FUNCTIONS, topic_for_subscription
 from shared.api import control
 from shared.api.http import ApiRequest
 from shared.api.serve import serve
-from shared.dead_letters import MAX_EXCERPT, MAX_KEPT_DATA, REPLAY_OF
+from shared.dead_letters import CLAIM_SECONDS, MAX_EXCERPT, MAX_KEPT_DATA, REPLAY_OF
 from shared.errors import RetryableError
+from shared.model import ReplayClaim
 from tests.fakes import World
 from tests.tokens import Issuer
 
@@ -140,6 +142,7 @@ def test_list_shows_what_from_where_and_attempts(api: Api) -> None:
     assert item["source_subscription"] == "hekaton-deploy-push"
     assert item["original_topic"] == "hekaton-deploy"
     assert item["attempts"] == 5 and item["replayable"] is True and item["replays"] == []
+    assert item["replaying"] is None
     assert "data" not in item  # the excerpt, never the whole payload
     status, one = api.call("GET", f"/dead-letters/{item['id']}")
     assert status == 200 and one == item
@@ -170,6 +173,63 @@ def test_a_second_replay_is_refused_unless_forced(api: Api) -> None:
     assert status == 200 and answer["replay"]["forced"] is True
     assert len(api.world.publisher.raw) == 2
     assert len(api.world.store.list_dead_letters()[0].replays) == 2
+
+
+def test_two_replays_at_the_same_instant_publish_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliver(api.world, dead_letter_event())
+    [kept] = api.world.store.list_dead_letters()
+    publish = api.world.publisher.publish_raw
+    inner: list[tuple[int, Any]] = []
+
+    def publish_while_another_replays(
+        topic: str, data: bytes, attributes: dict[str, str] | None = None, **kw: Any
+    ) -> str:
+        if not inner:  # the second operator's replay lands while the first one publishes
+            inner.append(api.call("POST", f"/dead-letters/{kept.id}/replay", {"force": True}))
+        return publish(topic, data, attributes, **kw)
+
+    monkeypatch.setattr(api.world.publisher, "publish_raw", publish_while_another_replays)
+    status, answer = api.call("POST", f"/dead-letters/{kept.id}/replay")
+
+    assert status == 200, answer
+    [(second_status, second_body)] = inner
+    assert second_status == 409
+    assert "is being replayed by ann@hekaton.local" in second_body["error"]
+    assert len(api.world.publisher.raw) == 1  # even --force waits for the replay under way
+    [record] = api.world.store.list_dead_letters()
+    assert len(record.replays) == 1 and record.replay_claim is None
+
+
+def test_a_failed_publish_releases_the_claim_and_a_dead_claim_lapses(api: Api) -> None:
+    deliver(api.world, dead_letter_event())
+    [kept] = api.world.store.list_dead_letters()
+    api.world.publisher.fail_next(RetryableError("Pub/Sub unavailable"))
+    status, body = api.call("POST", f"/dead-letters/{kept.id}/replay")
+    assert status == 503, body
+    [record] = api.world.store.list_dead_letters()
+    assert record.replays == () and record.replay_claim is None
+
+    # A replay that died between publishing and recording leaves its claim: it holds for
+    # CLAIM_SECONDS, then another replay may go ahead.
+    loaded = api.world.store.get_dead_letter(kept.id)
+    assert loaded is not None
+    claim = ReplayClaim(at=api.world.clock.now(), principal="bob@hekaton.local")
+    api.world.store.put_dead_letter(
+        dataclasses.replace(loaded.value, replay_claim=claim), loaded.version
+    )
+    status, body = api.call("GET", "/dead-letters")
+    assert (
+        status == 200 and body["dead_letters"][0]["replaying"]["principal"] == "bob@hekaton.local"
+    )
+    status, body = api.call("POST", f"/dead-letters/{kept.id}/replay")
+    assert status == 409 and "being replayed by bob@hekaton.local" in body["error"]
+    api.world.clock.advance(CLAIM_SECONDS + 1)
+    status, answer = api.call("POST", f"/dead-letters/{kept.id}/replay")
+    assert status == 200, answer
+    assert len(api.world.publisher.raw) == 1
+    assert api.world.store.list_dead_letters()[0].replay_claim is None
 
 
 @pytest.mark.parametrize("ref", ["dl-nope", "..", "dl-a%2Fb", "__x__"])

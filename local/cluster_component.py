@@ -53,6 +53,7 @@ def cluster_component(command: Sequence[str], *, timeout: float = 60.0) -> Compo
             "--gateway-port=0",
             f"--domain={ctx.domain}",
             f"--catalog={ctx.repo_root / 'examples' / 'catalog.yaml'}",
+            f"--revision-logs={ctx.state_dir / 'logs' / 'revisions'}",
             f"--ready-file={ready_file}",
             *cluster_fault_args(ctx),
         )

@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--domain", default=DEFAULT_DOMAIN, help="Knative domain for service URLs")
     serve.add_argument("--catalog", type=Path, required=True, help="image catalog YAML")
+    serve.add_argument(
+        "--revision-logs",
+        type=Path,
+        help="folder for each revision's log (default: a temporary one, removed at stop)",
+    )
     serve.add_argument("--ready-file", type=Path, help="write the URLs here (JSON) once serving")
     serve.add_argument("--log-level", default="WARNING", help="Python logging level")
     serve.add_argument("--faults", type=Path, help="inject the `kube` faults of this fault spec")
@@ -73,6 +78,7 @@ def serve(args: argparse.Namespace) -> int:
             gateway_port=args.gateway_port,
             domain=args.domain,
             catalog=args.catalog,
+            revision_log_dir=args.revision_logs,
             faults=_faults(args),
         )
     except (CatalogError, OSError) as error:

@@ -39,6 +39,7 @@ class LocalCluster:
         gateway_port: int = 0,
         domain: str = DEFAULT_DOMAIN,
         catalog: Path | None = None,
+        revision_log_dir: Path | None = None,
         runtime: RevisionRuntime | None = None,
         router: Router | None = None,
         auto_create_namespaces: bool = True,
@@ -53,7 +54,7 @@ class LocalCluster:
             from local.kube.catalog import ImageCatalog
             from local.kube.runtime import ProcessRuntime
 
-            runtime = ProcessRuntime(ImageCatalog.load(catalog))
+            runtime = ProcessRuntime(ImageCatalog.load(catalog), log_dir=revision_log_dir)
         self._gateway: Any = None
         if router is None:
             from local.kube.gateway import Gateway

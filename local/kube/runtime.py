@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -74,6 +75,8 @@ class ProcessRuntime:
         self._catalog = catalog
         self._python = python
         self._workdir = workdir
+        # A folder of our own making goes with the runtime (stop_all); a given one stays.
+        self._own_log_dir = log_dir is None
         self._log_dir = log_dir or Path(tempfile.mkdtemp(prefix="hekaton-revisions-"))
         self._poll_interval = poll_interval
         self._probe_timeout = probe_timeout
@@ -135,6 +138,8 @@ class ProcessRuntime:
             self._revisions.clear()
             supervisor = self._supervisor
         _terminate([e.process for e in entries if e.process], self._stop_grace)
+        if self._own_log_dir:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
         self._wake.set()
         if supervisor is not None and supervisor is not threading.current_thread():
             supervisor.join(timeout=5)

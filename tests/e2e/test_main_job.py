@@ -211,11 +211,15 @@ def test_v3_fails_validation_with_the_mismatch_in_the_reason(main_job: MainJob) 
     assert _percents_applied(v3) == [], "a candidate that fails validation never takes traffic"
 
 
-def test_v4_fails_with_the_exit_code_reason(main_job: MainJob) -> None:
+def test_v4_fails_with_the_exit_code_reason(main_job: MainJob, e2e_stack: E2EStack) -> None:
     v4 = main_job.outcomes["v4"].rollout
     assert v4["phase"] == "FAILED"
     assert "ExitCode1" in v4["reason"]
     assert _outcomes(v4)[-1] == "revision_failed"
+    # The crashed container's log is kept with the stack's other logs, where `down` leaves it.
+    revision = main_job.outcomes["v4"].revision
+    log = e2e_stack.state.state_dir / "logs" / "revisions" / f"{NAMESPACE}_{revision}.log"
+    assert "cannot load model weights" in log.read_text()
 
 
 def test_traffic_stays_100_percent_on_v2(main_job: MainJob, e2e_stack: E2EStack) -> None:

@@ -315,3 +315,21 @@ def test_port_owner_tells_our_listener_from_another_process(tmp_path: Path) -> N
             child.kill()
             child.wait()
     assert port_owner.port_owned_by(port, os.getpid()) is None  # nobody listens any more
+
+
+def test_a_log_folder_of_its_own_making_goes_at_stop_all_a_given_one_stays(
+    tmp_path: Path, marker: str
+) -> None:
+    own = ProcessRuntime(catalog_with_fixtures(tmp_path / "catalog.yaml"), stop_grace=0.5)
+    own.ensure_running(spec("iris-v1", f"{IRIS}:v1", marker))
+    assert wait_for_settled(own, NS, "iris-v1").phase is RevisionPhase.READY
+    assert own.log_path(NS, "iris-v1").is_file()
+    own.stop_all()
+    assert not own.log_dir.exists()
+
+    given = tmp_path / "logs"
+    kept = ProcessRuntime(catalog_with_fixtures(tmp_path / "catalog.yaml"), log_dir=given)
+    kept.ensure_running(spec("iris-v1", f"{IRIS}:v1", marker))
+    assert wait_for_settled(kept, NS, "iris-v1").phase is RevisionPhase.READY
+    kept.stop_all()
+    assert kept.log_path(NS, "iris-v1").is_file()

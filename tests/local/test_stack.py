@@ -47,7 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 parser = argparse.ArgumentParser()
 parser.add_argument("command")
-for option in ("--host", "--domain", "--catalog", "--ready-file"):
+for option in ("--host", "--domain", "--catalog", "--ready-file", "--revision-logs"):
     parser.add_argument(option, required=True)
 parser.add_argument("--port", type=int, required=True)
 parser.add_argument("--gateway-port", type=int, required=True)

@@ -258,7 +258,7 @@ def render_status(status: dict[str, Any]) -> str:
     active, last = status.get("active_rollout"), status.get("last_rollout")
     if active:
         lines.append(
-            f"  active:  {active['id']}  {active['phase']}  step {active['step']} of {active['steps']}  "
+            f"  active:  {active['id']}  {active['phase']}  {step_text(active)}  "
             f"{short_image(active['image'])}"
         )
         if active.get("deadline_at"):
@@ -272,6 +272,19 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"  last:    {last['id']}  {last['phase']}  {short_image(last['image'])}")
         lines.append(f"           {one_line(last.get('reason'))}")
     return "\n".join(lines)
+
+
+# Phases in which the candidate holds (or is about to hold) steps[step] % of the traffic.
+_ON_A_STEP = frozenset({"SHIFTING", "PAUSED", "AWAITING_APPROVAL"})
+
+
+def step_text(active: dict[str, Any]) -> str:
+    """`step 2 of 3 (50%)` while on a step (counted from 1, as commands word it), else the steps."""
+    steps, index = active.get("steps") or [], active.get("step")
+    on_step = isinstance(index, int) and 0 <= index < len(steps)
+    if active.get("phase") in _ON_A_STEP and on_step:
+        return f"step {index + 1} of {len(steps)} ({steps[index]}%)"
+    return f"steps {steps}"
 
 
 def render_figures(figures: dict[str, Any]) -> str:

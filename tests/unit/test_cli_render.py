@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cli.rollout_commands import render_figures, render_progress, render_status
+import pytest
+
+from cli.rollout_commands import render_figures, render_progress, render_status, step_text
 
 
 def figures(**overrides: Any) -> dict[str, Any]:
@@ -84,3 +86,19 @@ def test_status_shows_the_warm_previous_revision_and_how_to_return_to_it() -> No
         "  warm:    iris-aaa (previous stable, 0%) until 2026-03-01T12:10:00+00:00: "
         "`hekaton rollback iris` returns to it at once"
     ) in lines
+
+
+@pytest.mark.parametrize(
+    ("phase", "step", "shown"),
+    [
+        ("SHIFTING", 0, "step 1 of 3 (10%)"),
+        ("PAUSED", 1, "step 2 of 3 (50%)"),  # what `resume` then words as "resumed at step 2 of 3"
+        ("AWAITING_APPROVAL", 2, "step 3 of 3 (100%)"),
+        ("VALIDATING", 0, "steps [10, 50, 100]"),  # no step held yet
+        ("SHIFTING", 7, "steps [10, 50, 100]"),  # an index out of range is not invented into one
+    ],
+)
+def test_the_active_step_is_counted_from_one_with_its_percent(
+    phase: str, step: int, shown: str
+) -> None:
+    assert step_text({"phase": phase, "step": step, "steps": [10, 50, 100]}) == shown

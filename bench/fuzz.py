@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=10_000, help="inputs per entry point")
     parser.add_argument("--only", default="", help="comma-separated function names")
     args = parser.parse_args(argv)
+    if args.count < 1:
+        parser.error(f"--count {args.count}: give at least 1 input per entry point")
     names = [f.name for f in FUNCTIONS]
     chosen = [n for n in args.only.split(",") if n] or names
     unknown = sorted(set(chosen) - set(names))

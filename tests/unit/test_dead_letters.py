@@ -290,9 +290,26 @@ def test_a_store_failure_while_recording_raises_so_pubsub_redelivers_the_dead_le
     assert api.world.store.list_ignored() == []  # not bad input: it will come again
 
 
-@pytest.mark.parametrize("argv", [["dlq", "replay"], ["dlq", "replay", "dl-x", "--all"]])
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["dlq", "replay"], "name a dead letter ID (see `hekaton dlq list`), or --all"),
+        (["dlq", "replay", "dl-x", "--all"], "name a dead letter ID or --all, not both"),
+    ],
+)
 def test_replay_needs_exactly_one_of_an_id_and_all(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(argv) == 2
-    assert "name one dead letter ID or --all" in capsys.readouterr().err
+    assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["a/../b", "..", "dl-x/replay", "__x__", "dl x", "é"])
+def test_a_malformed_id_is_refused_by_the_cli_before_any_call(
+    bad: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HEKATON_CONTROL_URL", raising=False)
+    monkeypatch.setenv("HEKATON_STATE_DIR", "/nonexistent/hekaton-state")  # no stack to call
+    assert main(["dlq", "replay", bad]) == 1
+    err = capsys.readouterr().err
+    assert f"refused: no dead letter {bad!r}: ids are letters, digits" in err

@@ -281,8 +281,7 @@ _ON_A_STEP = frozenset({"SHIFTING", "PAUSED", "AWAITING_APPROVAL"})
 def step_text(active: dict[str, Any]) -> str:
     """`step 2 of 3 (50%)` while on a step (counted from 1, as commands word it), else the steps."""
     steps, index = active.get("steps") or [], active.get("step")
-    on_step = isinstance(index, int) and 0 <= index < len(steps)
-    if active.get("phase") in _ON_A_STEP and on_step:
+    if active.get("phase") in _ON_A_STEP and isinstance(index, int) and 0 <= index < len(steps):
         return f"step {index + 1} of {len(steps)} ({steps[index]}%)"
     return f"steps {steps}"
 

@@ -174,7 +174,7 @@ def _follow(
     """Follow one rollout by id, reading only the decisions after the last one seen."""
     deadline = time.monotonic() + timeout
     path = f"/rollouts/{quote(rollout_id, safe='')}"
-    after, last_figures_at = 0, None
+    after, last_shown_at = 0, ""
     while time.monotonic() < deadline:
         try:
             current = fetch(target, f"{path}?after={after}")
@@ -185,11 +185,15 @@ def _follow(
             continue
         for decision in current.get("decisions", []):
             after = max(after, int(decision["seq"]))
+            last_shown_at = max(last_shown_at, decision.get("at") or "")
             if on_decision:
                 on_decision(current, decision)
         figures = current.get("analysis")
-        if figures and figures.get("at") != last_figures_at and current["phase"] not in TERMINAL:
-            last_figures_at = figures.get("at")
+        # Only figures newer than what was printed: an evaluation that a decision shown in the
+        # same poll already ended would print after it, out of order.
+        figures_at = (figures or {}).get("at") or ""
+        if figures and figures_at > last_shown_at and current["phase"] not in TERMINAL:
+            last_shown_at = figures_at
             if on_progress:
                 on_progress(current, figures)
         if current["phase"] in TERMINAL:

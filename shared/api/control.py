@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -30,7 +31,24 @@ from shared.steps.commands import run_command
 
 STEERING = tuple(c for c in ROLLOUT_COMMANDS if c != "rollback")  # abort, promote, pause, ...
 FUNCTION = "control"
-EXCERPT = 300  # bytes of a refused body kept with the refusal
+MAX_OUTLINED_KEYS = 20  # top-level body keys named in a refusal's record
+
+
+def body_outline(body: bytes) -> str:
+    """What a refused body was, without its values: its size and top-level keys.
+
+    A refused spec may be refused *because* it carries a secret (a plain-text password in
+    `env`, a credential header): its values never go into the record, only its shape.
+    """
+    try:
+        parsed = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        return f"{len(body)} bytes, not JSON (values not kept)"
+    if isinstance(parsed, dict):
+        keys = [bounded(str(k), 40) for k in list(parsed)[:MAX_OUTLINED_KEYS]]
+        more = ", …" if len(parsed) > MAX_OUTLINED_KEYS else ""
+        return f"{len(body)} bytes, keys {', '.join(keys)}{more} (values not kept)"
+    return f"{len(body)} bytes, a JSON {type(parsed).__name__} (values not kept)"
 
 
 def routes(deps: Deps, request: ApiRequest, principal: Principal) -> ApiResponse:
@@ -45,7 +63,7 @@ def routes(deps: Deps, request: ApiRequest, principal: Principal) -> ApiResponse
             function=FUNCTION,
             message_id=bounded(f"{principal.name} {request.method} {key}", 300),
             reason=bounded(f"{request.method} {request.path[:200]}: {reason}"),
-            excerpt=request.body[:EXCERPT].decode("utf-8", "replace"),
+            excerpt=body_outline(request.body),
             topic=None,
         )
         raise

@@ -9,6 +9,7 @@ import pytest
 
 from functions.control import public
 from shared.api import control
+from shared.api.control import body_outline
 from shared.api.http import ApiRequest
 from shared.api.serve import serve
 from shared.phases import Phase
@@ -180,3 +181,41 @@ def test_bad_specs_are_refused_naming_the_field(api: Api) -> None:
     status, body = api.call("POST", "/services", {"spec": iris_spec(), "image": f"{REPOSITORY}:v1"})
     assert status == 422 and "needs a digest" in body["error"]
     assert api.world.store.get_service("iris") is None
+
+
+@pytest.mark.parametrize(
+    "secret_spec",
+    [
+        {"name": "iris", "env": {"DB_PASSWORD": "hunter2-PLANTED"}},
+        {
+            "name": "iris",
+            "validation": {"requests": [{"headers": {"Authorization": "Bearer hunter2-PLANTED"}}]},
+        },
+    ],
+)
+def test_a_spec_refused_for_a_secret_leaves_no_trace_of_it(
+    api: Api, secret_spec: dict[str, object]
+) -> None:
+    # The secret comes first in the body, where a raw excerpt of the refusal would have kept it.
+    status, body = api.call("POST", "/services", {"spec": secret_spec})
+    assert status == 422, body
+    assert "hunter2-PLANTED" not in json.dumps(body)
+    [recorded] = [e for e in api.world.store.list_ignored() if e.function == "control"]
+    assert "hunter2-PLANTED" not in recorded.excerpt + recorded.reason
+    assert recorded.excerpt.endswith("bytes, keys spec (values not kept)")
+    status, page = api.call("GET", "/ignored")
+    assert status == 200 and "hunter2-PLANTED" not in json.dumps(page)
+
+
+@pytest.mark.parametrize(
+    ("raw", "outline"),
+    [
+        (b"", "0 bytes, a JSON NoneType (values not kept)"),
+        (b"[1, 2]", "6 bytes, a JSON list (values not kept)"),
+        (b"{not json", "9 bytes, not JSON (values not kept)"),
+        (b"[" * 5000 + b"]" * 5000, "10000 bytes, not JSON (values not kept)"),
+        (json.dumps({f"k{i}": i for i in range(25)}).encode(), ", k19, … (values not kept)"),
+    ],
+)
+def test_a_refused_body_is_recorded_by_its_shape_only(raw: bytes, outline: str) -> None:
+    assert body_outline(raw).endswith(outline)

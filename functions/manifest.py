@@ -171,6 +171,10 @@ class ServiceAccountDef:
 
 
 _STEP_TOPICS = tuple(sorted(STEP_TOPICS.values()))
+# Where a dead letter's replay republishes: the trigger topic of every function that dead-letters.
+_REPLAY_TOPICS = tuple(
+    sorted({f.trigger_topic for f in FUNCTIONS if f.dead_letters and f.trigger_topic})
+)
 # Firestore has no finer IAM than the project; GKE needs `container.clusters.get` to hand out
 # credentials, and Kubernetes RBAC (the Role below) decides everything inside the cluster.
 _ENGINE_PROJECT_ROLES = ("roles/datastore.user", "roles/container.clusterViewer")
@@ -190,8 +194,9 @@ SERVICE_ACCOUNTS: tuple[ServiceAccountDef, ...] = (
         "hekaton-api",
         "hekaton status and control APIs",
         project_roles=_ENGINE_PROJECT_ROLES,
-        # Operator commands run through the same engine: next steps, rollbacks, transition events.
-        publishes_to=(*_STEP_TOPICS, ROLLBACK_TOPIC, EVENTS_TOPIC),
+        # Operator commands run through the same engine: next steps, rollbacks, transition events;
+        # a dead letter's replay goes back to its original topic (gcr and hekaton-tick included).
+        publishes_to=tuple(sorted({*_STEP_TOPICS, ROLLBACK_TOPIC, EVENTS_TOPIC, *_REPLAY_TOPICS})),
         kubernetes=True,
         schedules_timers=True,
     ),

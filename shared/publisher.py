@@ -8,6 +8,21 @@ from events import trace
 from events.steps import StepEvent
 from events.transitions import EVENTS_TOPIC, TRANSITION_TYPE, TransitionEvent
 from shared import metering
+from shared.errors import RetryableError
+
+
+def publish_failure(project: str, topic: str, exc: BaseException) -> str:
+    """What failed when publishing to `topic`, and what to check."""
+    what = f"publish to topic {topic} of project {project} failed ({type(exc).__name__}: {exc})"
+    kind = type(exc).__name__
+    if kind in ("PermissionDenied", "Forbidden"):
+        return (
+            f"{what}: this function's service account needs roles/pubsub.publisher on {topic} "
+            "(`./deploy.sh gcp` grants what functions/manifest.py lists)"
+        )
+    if kind == "NotFound":
+        return f"{what}: the topic does not exist (`./deploy.sh gcp` creates it)"
+    return f"{what}: check that Pub/Sub is reachable; will retry"
 
 
 def step_attributes(event: StepEvent) -> dict[str, str]:
@@ -89,9 +104,18 @@ class PubSubPublisher:
         *,
         timeout: float = 30,
     ) -> str:
-        """Publish bytes to a topic of this project and wait for the ack."""
+        """Publish bytes to a topic of this project and wait for the ack.
+
+        A refusal or a timeout is a RetryableError saying what to check (the caller's retry
+        path: Pub/Sub redelivers a step, an API answers 503), never a bare client exception.
+        """
+        from google.api_core import exceptions as google_errors
+
         metering.count(metering.MESSAGES_PUBLISHED)
-        future = self._client.publish(
-            self._client.topic_path(self._project, topic), data, **(attributes or {})
-        )
-        return str(future.result(timeout=timeout))
+        try:
+            future = self._client.publish(
+                self._client.topic_path(self._project, topic), data, **(attributes or {})
+            )
+            return str(future.result(timeout=timeout))
+        except (google_errors.GoogleAPIError, TimeoutError) as exc:
+            raise RetryableError(publish_failure(self._project, topic, exc)) from exc

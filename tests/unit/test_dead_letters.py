@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from cloudevents.http import CloudEvent
+from google.api_core import exceptions as google_errors
 
 from cli.main import main
 from events.pubsub import PUBSUB_EVENT_TYPE
@@ -17,13 +18,14 @@ from events.steps import DEAD_LETTER_TOPIC, STEP_TOPICS, StepType
 from functions._runtime import handle_pubsub
 from functions.control import public
 from functions.dead_letter import record
-from functions.manifest import FUNCTIONS, topic_for_subscription
+from functions.manifest import FUNCTIONS, SERVICE_ACCOUNTS, topic_for_subscription
 from shared.api import control
 from shared.api.http import ApiRequest
 from shared.api.serve import serve
 from shared.dead_letters import CLAIM_SECONDS, MAX_EXCERPT, MAX_KEPT_DATA, REPLAY_OF
 from shared.errors import RetryableError
 from shared.model import ReplayClaim
+from shared.publisher import PubSubPublisher
 from tests.fakes import World
 from tests.tokens import Issuer
 
@@ -274,6 +276,39 @@ def test_every_dead_lettering_subscription_maps_back_to_its_topic() -> None:
         assert topic_for_subscription(eventarc) == function.trigger_topic
     assert topic_for_subscription("projects/p/subscriptions/hekaton-dead-letter-push") is None
     assert topic_for_subscription(None) is None
+
+
+def test_the_control_functions_account_may_publish_every_replay_to_its_topic() -> None:
+    control_fn = next(f for f in FUNCTIONS if f.name == "control")
+    account = next(sa for sa in SERVICE_ACCOUNTS if sa.key == control_fn.account)
+    replayable = {f.trigger_topic for f in FUNCTIONS if f.dead_letters}
+    assert {"gcr", "hekaton-tick", "hekaton-deploy"} <= replayable
+    assert replayable <= set(account.publishes_to)
+
+
+def test_a_publish_pubsub_refuses_is_a_503_saying_which_right_is_missing(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliver(api.world, dead_letter_event())
+    [kept] = api.world.store.list_dead_letters()
+    publisher = PubSubPublisher.__new__(PubSubPublisher)
+    publisher._project = "hekaton-test"
+
+    class RefusingClient:
+        def topic_path(self, project: str, topic: str) -> str:
+            return f"projects/{project}/topics/{topic}"
+
+        def publish(self, *args: Any, **kwargs: Any) -> Any:
+            raise google_errors.PermissionDenied("User not authorized to perform this action.")
+
+    publisher._client = RefusingClient()
+    # The real publisher's raw path (its client refusing), in place of the recording fake's.
+    monkeypatch.setattr(api.world.publisher, "publish_raw", publisher.publish_raw)
+    status, body = api.call("POST", f"/dead-letters/{kept.id}/replay")
+    assert status == 503, body
+    assert "publish to topic hekaton-deploy of project hekaton-test failed" in body["error"]
+    assert "needs roles/pubsub.publisher on hekaton-deploy" in body["error"]
+    assert api.world.store.list_dead_letters()[0].replay_claim is None
 
 
 def test_a_store_failure_while_recording_raises_so_pubsub_redelivers_the_dead_letter(

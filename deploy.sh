@@ -358,7 +358,9 @@ while IFS=$'\t' read -r _ name deployed source entry topic memory cpu timeout co
   module="$(basename "$source" .py)"
   printf 'from functions.%s import %s  # noqa: F401\n' "$module" "$entry" > "$dir/main.py"
   # '^|^' makes '|' the separator: the principal patterns are a comma-separated list.
-  env="^|^HEKATON_PROJECT=$PROJECT|HEKATON_LOG_FORMAT=json|HEKATON_KUBE_SERVER=$KUBE_SERVER|HEKATON_KUBE_CA_DATA=$KUBE_CA|$METRICS_ENV|$TIMERS_ENV${INGRESS_URL:+|HEKATON_INGRESS_URL=$INGRESS_URL}"
+  # HEKATON_MODEL_TOKEN=google: validation, golden-set and top-up requests carry a Google ID token
+  # of the function's account, so a model's `auth:` section can admit hekaton (register checks).
+  env="^|^HEKATON_PROJECT=$PROJECT|HEKATON_LOG_FORMAT=json|HEKATON_MODEL_TOKEN=google|HEKATON_KUBE_SERVER=$KUBE_SERVER|HEKATON_KUBE_CA_DATA=$KUBE_CA|$METRICS_ENV|$TIMERS_ENV${INGRESS_URL:+|HEKATON_INGRESS_URL=$INGRESS_URL}"
   cmd=(gcloud functions deploy "$deployed" --gen2 --project "$PROJECT" --region "$REGION"
     --runtime "$RUNTIME" --source "$dir" --entry-point "$entry" --service-account "$account"
     --memory "$memory" --cpu "$cpu" --timeout "$timeout" --concurrency "$concurrency"

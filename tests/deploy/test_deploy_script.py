@@ -11,6 +11,7 @@ import yaml
 
 from functions import manifest
 from functions.rbac import kubernetes_members, rbac_objects
+from shared.settings import Settings
 from tests.deploy.cli_runs import NAMESPACES, PROJECT, REGION, REPO, Run, run_deploy
 
 # Verbs of the calls that only look (a dry run makes none of them).
@@ -78,6 +79,14 @@ def test_every_function_is_deployed_as_the_manifest_says(fresh: Run) -> None:
         assert "HEKATON_TIMERS=cloudtasks" in env
         timer_account = manifest.account(manifest.TIMER_ACCOUNT).email(PROJECT)
         assert f"HEKATON_TASKS_SERVICE_ACCOUNT={timer_account}" in env
+        # What each function reads from that environment, as it will in GCP.
+        assert env.startswith("^|^")
+        settings = Settings.from_env(dict(v.split("=", 1) for v in env[3:].split("|")))
+        assert (settings.project, settings.log_format, settings.model_token) == (
+            PROJECT,
+            "json",
+            "google",  # so a model's `auth:` section can admit hekaton's own requests
+        )
 
 
 def test_the_webhook_url_comes_from_secret_manager_never_an_env_value(fresh: Run) -> None:

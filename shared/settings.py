@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -18,6 +19,9 @@ from pydantic import (
 from shared.errors import PermanentError
 
 _LABEL_NAME = "^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class Settings(BaseModel):
@@ -107,6 +111,18 @@ class Settings(BaseModel):
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("auth_jwks")
+    @classmethod
+    def _jwks_over_tls(cls, value: str) -> str:
+        # Keys fetched in the clear could be swapped on the way: anyone could then mint tokens.
+        parts = urlsplit(value)
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+            raise ValueError(
+                f"HEKATON_AUTH_JWKS {value!r} is plain http: use https (http is allowed on "
+                "loopback only, for local tests) or a file path"
+            )
         return value
 
     @field_validator("crash_points", mode="before")

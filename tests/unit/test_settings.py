@@ -123,6 +123,7 @@ def test_empty_variables_mean_default() -> None:
         ("HEKATON_FIRESTORE_TIMEOUT_SECONDS", "0", "greater than 0"),
         ("HEKATON_KUBE_TIMEOUT_SECONDS", "forever", "valid number"),
         ("HEKATON_HEALTH_TIMEOUT_SECONDS", "600", "less than or equal to 60"),
+        ("HEKATON_AUTH_JWKS", "http://keys.example.com/jwks.json", "plain http: use https"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str, problem: str) -> None:
@@ -151,3 +152,11 @@ def test_dependency_timeouts_default_to_a_few_seconds() -> None:
     default = Settings(project="p")
     assert (default.firestore_timeout_seconds, default.kube_timeout_seconds) == (5.0, 5.0)
     assert default.health_timeout_seconds == 2.0
+
+
+@pytest.mark.parametrize(
+    "jwks",
+    ["https://www.googleapis.com/oauth2/v3/certs", "http://127.0.0.1:8123/jwks", "/srv/jwks.json"],
+)
+def test_the_api_keys_come_over_tls_a_loopback_or_a_file(jwks: str) -> None:
+    assert Settings.from_env({"HEKATON_PROJECT": "p", "HEKATON_AUTH_JWKS": jwks}).auth_jwks == jwks

@@ -16,7 +16,7 @@ Usage:
 APIs; the Firestore database, its composite indexes (firestore.indexes.json) and a TTL policy
 expiring old ignored-message records; every topic, the dead-letter topic and its inbox
 subscription; the Cloud Tasks queue hekaton-timers; one service account per role (step
-functions, status/control APIs, scheduler) with least-privilege IAM; the Pub/Sub service agent's
+functions, status/control APIs, scheduler, function builds) with least-privilege IAM; the Pub/Sub service agent's
 rights for dead-lettering; every Cloud Function (2nd gen, deployed in parallel, private); the
 scheduler tick; and in each model namespace a Kubernetes Role for exactly the Knative and Istio
 kinds hekaton uses, bound to its service accounts. What is deployed comes from
@@ -205,6 +205,7 @@ TIMER_QUEUE="" TIMER_ACCOUNT="" DEAD_LETTER_TOPIC=""
 read -r _ TIMER_QUEUE _ <<< "$(records queue)"
 read -r _ _ DEAD_LETTER_TOPIC <<< "$(records inbox)"
 TIMER_ACCOUNT="$(records tick | cut -f6)"
+BUILD_ACCOUNT="$(records build | cut -f2)"
 # The identities Eventarc pushes with: the accounts of the event functions.
 mapfile -t TRIGGER_ACCOUNTS < <(records function | awk -F'\t' '$6 != "-" {print $12}' | sort -u)
 
@@ -364,7 +365,8 @@ while IFS=$'\t' read -r _ name deployed source entry topic memory cpu timeout co
   cmd=(gcloud functions deploy "$deployed" --gen2 --project "$PROJECT" --region "$REGION"
     --runtime "$RUNTIME" --source "$dir" --entry-point "$entry" --service-account "$account"
     --memory "$memory" --cpu "$cpu" --timeout "$timeout" --concurrency "$concurrency"
-    --ingress-settings "$ingress" --no-allow-unauthenticated)
+    --ingress-settings "$ingress" --no-allow-unauthenticated
+    --build-service-account "projects/$PROJECT/serviceAccounts/$BUILD_ACCOUNT")
   if [[ "$topic" == "-" ]]; then
     # The APIs accept Google ID tokens whose audience is the function's URL.
     env+="|HEKATON_AUTH_AUDIENCES=https://$REGION-$PROJECT.cloudfunctions.net/$deployed,32555940559.apps.googleusercontent.com|HEKATON_ALLOWED_PRINCIPALS=$ALLOWED_PRINCIPALS"

@@ -24,6 +24,7 @@ from shared.timers.naming import QUEUE_ID
 STEPS = "steps"
 API = "api"
 SCHEDULER = "scheduler"
+BUILD = "build"
 
 # Where the notify function's webhook URL lives in GCP (Secret Manager): a secret, never an env value.
 WEBHOOK_URL_ENV = "HEKATON_NOTIFY_WEBHOOK_URL"
@@ -206,7 +207,23 @@ SERVICE_ACCOUNTS: tuple[ServiceAccountDef, ...] = (
         "hekaton wake-ups: the Cloud Scheduler tick and Cloud Tasks due steps",
         publishes_to=(TICK_TOPIC, *_STEP_TOPICS),
     ),
+    ServiceAccountDef(
+        BUILD,
+        "hekaton-build",
+        "hekaton function builds (Cloud Build)",
+        # What Cloud Build needs to build a function: write its logs, push the image to
+        # Artifact Registry, read the uploaded source (Google's list for a build account).
+        project_roles=(
+            "roles/logging.logWriter",
+            "roles/artifactregistry.writer",
+            "roles/storage.objectAdmin",
+        ),
+    ),
 )
+
+# Cloud Build builds each function as this account: since 2024 a new project's default build
+# account may hold no rights at all, and then every function's build fails.
+BUILD_ACCOUNT = BUILD
 
 # Cloud Scheduler's finest schedule: once a minute; the tick is the safety net for lost events.
 TICK_JOB = "hekaton-tick"

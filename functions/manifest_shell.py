@@ -47,7 +47,7 @@ def index_field_configs(index: dict[str, Any]) -> str:
 
 
 def plan(project: str) -> Iterator[str]:
-    """Every record: api, topic, inbox, account, function, delivery, queue, tick, ttl, index."""
+    """Every record: api, topic, inbox, account, function, delivery, queue, tick, build, ttl, index."""
     for api in manifest.APIS:
         yield _row("api", api)
     for topic in manifest.topics():
@@ -102,6 +102,7 @@ def plan(project: str) -> Iterator[str]:
         manifest.TICK_BODY,
         manifest.account(manifest.TIMER_ACCOUNT).email(project),
     )
+    yield _row("build", manifest.account(manifest.BUILD_ACCOUNT).email(project))
     yield _row("ttl", manifest.IGNORED_COLLECTION, manifest.IGNORED_EXPIRY_FIELD)
     for index in json.loads(INDEXES_FILE.read_text())["indexes"]:
         yield _row("index", index["collectionGroup"], index_field_configs(index))

@@ -70,6 +70,10 @@ def test_every_function_is_deployed_as_the_manifest_says(fresh: Run) -> None:
         assert _flag(argv, "--concurrency") == str(f.concurrency)
         assert _flag(argv, "--ingress-settings") == f.ingress
         assert _flag(argv, "--service-account") == manifest.account(f.account).email(PROJECT)
+        builder = manifest.account(manifest.BUILD_ACCOUNT).email(PROJECT)
+        assert _flag(argv, "--build-service-account") == (
+            f"projects/{PROJECT}/serviceAccounts/{builder}"
+        )
         assert _flag(argv, "--trigger-topic") == f.trigger_topic
         assert ("--retry" in argv) == f.retry
         assert ("--trigger-http" in argv) == f.http

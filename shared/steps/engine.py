@@ -199,6 +199,7 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
     """Apply `act` to the rollout named by the event, under at-least-once delivery."""
     touched = {"traffic": False}
     attempts = {"count": 0}
+    acted: dict[str, Any] = {}  # the context this worker acted on and the plan it made
 
     def attempt() -> StepReport:
         attempts["count"] += 1
@@ -206,6 +207,18 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
         if loaded is None:
             return StepReport("unknown-rollout", event.rollout_id, detail="no such rollout")
         rollout = loaded.value
+        earlier: StepContext | None = acted.get("context")
+        if earlier is not None and only_re_emitted(earlier.rollout, rollout):
+            # Only the tick wrote meanwhile: this step ran longer than the lost-event grace and
+            # was re-emitted (the tick marks that on the rollout). Dropping our work as stale would
+            # let the copy meet the same fate, forever; our plan still holds, so it is committed.
+            service = deps.store.get_service(rollout.service)
+            if _same_record(service, earlier.service):
+                log.info(
+                    "step outlived the lost-event grace; committing its plan over the re-emit",
+                    extra={"rollout": rollout.id, "service": rollout.service, "event": event.id},
+                )
+                return finish(acted["plan"], loaded.version, service, rollout)
         stale = event_applies(rollout, event)
         if stale is None and attempts["count"] > 1 and not touched["traffic"]:
             # We lost a write race on this very phase and step: whoever won either moved the
@@ -248,8 +261,14 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
             schedule_wake_up(deps, rollout, cause=event.cause)
             return StepReport("waiting", rollout.id, rollout.phase.value, "not due yet")
         touched["traffic"] = touched["traffic"] or plan.touched_traffic
+        acted.update(context=context, plan=plan)
         crashpoints.reach(crashpoints.AFTER_KUBE)
-        written = commit_plan(deps, plan, loaded.version, service, source=source)
+        return finish(plan, loaded.version, service, rollout)
+
+    def finish(
+        plan: Plan, version: object, service: Versioned[ServiceRecord] | None, rollout: Rollout
+    ) -> StepReport:
+        written = commit_plan(deps, plan, version, service, source=source)
         published = publish_if_due(deps, written, cause=event.cause, source=source)
         next_rollout = written[0]
         log_decision(rollout, plan.decision)
@@ -258,6 +277,19 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
         )
 
     return retry_on_conflict(attempt, what=f"rollout {event.rollout_id}")
+
+
+def only_re_emitted(acted_on: Rollout, now: Rollout) -> bool:
+    """Whether `now` is `acted_on` marked emitted again by the tick, and nothing else changed."""
+    return now.emitted_at != acted_on.emitted_at and now == acted_on.evolve(
+        emitted_at=now.emitted_at
+    )
+
+
+def _same_record(
+    now: Versioned[ServiceRecord] | None, then: Versioned[ServiceRecord] | None
+) -> bool:
+    return (now.value if now else None) == (then.value if then else None)
 
 
 def commit_plan(

@@ -157,8 +157,15 @@ def test_the_dashboard_shows_services_traffic_and_a_rollout_live(
         timeout=10,
         what="v2 at 100% and the warm v1 at 0% on the page",
     )
-    assert f"{v1} (previous)" in page.locator(f'[data-service="{SERVICE}"]').inner_text()
-    assert "no rollout in flight" in page.locator(f'[data-service="{SERVICE}"]').inner_text()
+    # The bars above can come from a poll between the promote step's traffic write and its
+    # commit (the rollout still PROMOTING, v1 still stable): the next poll draws the end.
+    card_text = page.locator(f'[data-service="{SERVICE}"]').inner_text
+    wait_until(
+        lambda: "no rollout in flight" in card_text() and f"stable {v2}" in card_text(),
+        timeout=10,
+        what="no rollout in flight and v2 stable on the page",
+    )
+    assert f"{v1} (previous)" in card_text()
     assert page.evaluate("window.notReloaded") is True
 
     # User-controlled text is shown as text, never run as HTML.

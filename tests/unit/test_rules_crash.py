@@ -10,8 +10,9 @@ import pytest
 
 from events.steps import StepType
 from shared.phases import Phase
-from shared.steps.sweep import needs_emit
+from shared.steps.sweep import needs_emit, sweep
 from shared.store import Change
+from tests import fakes
 from tests.fakes import Pipeline, World, decision_trail, drop_first, fail_commit_once
 
 GRACE = 30.0
@@ -165,3 +166,35 @@ def test_bake_waits_are_re_emitted_by_the_tick_exactly_once_each() -> None:
         (StepType.SHIFT, 2),
     ]
     assert world.rollouts()[0].phase is Phase.PROMOTED
+
+
+@pytest.mark.parametrize("step", [StepType.VALIDATE, StepType.SHIFT])
+def test_a_step_slower_than_the_lost_event_grace_still_commits(
+    step: StepType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step that always takes 3 graces (a large golden set, a slow metrics backend) while the
+    tick runs beside it: the tick re-emits it, yet its result is committed and the copy dropped
+    (dropping its own work as stale would let each copy meet the same fate, forever)."""
+    expected = [t[:2] for t in reference_trail()]  # before the step is made slow
+    world, pipeline = promoted_v1()
+    runs: list[int] = []
+    act = fakes.STEP_ACTS[step]
+
+    def slow(ctx: Any) -> Any:
+        runs.append(ctx.rollout.seq)
+        for _ in range(int(3 * GRACE)):  # every run of this step is this slow
+            world.clock.advance(1)
+            sweep(world.deps, cause="tick")  # the scheduler's tick, in parallel
+        return act(ctx)
+
+    monkeypatch.setitem(fakes.STEP_ACTS, step, slow)
+    world.push(pipeline, "v2")
+    pipeline.run(max_ticks=100)
+
+    v2 = world.rollouts()[0]
+    assert v2.phase is Phase.PROMOTED, f"{v2.phase} after {len(runs)} runs of {step.value}"
+    assert [t[:2] for t in decision_trail(world.store.decisions(v2.id))] == expected
+    re_emitted = [p.event.type for p in world.publisher.sent if p.source == "tick"]
+    assert step in re_emitted  # the tick did re-emit the slow step meanwhile
+    # Each of its runs committed: none was thrown away for the tick's mark.
+    assert len(runs) == len(set(runs))

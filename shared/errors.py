@@ -13,6 +13,10 @@ class PermanentError(HekatonError):
     """A failure that redelivery cannot fix: record it with its reason and acknowledge the message."""
 
 
+class GoneFromCluster(PermanentError):
+    """The object a write names no longer exists in the cluster (deleted behind hekaton's back)."""
+
+
 class PreconditionFailed(RetryableError):
     """Someone else updated the document since we read it; reload and decide again."""
 

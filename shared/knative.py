@@ -12,7 +12,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from shared import metering
-from shared.errors import PermanentError, RetryableError
+from shared.errors import GoneFromCluster, PermanentError, RetryableError
 from shared.logs import get_logger
 from shared.serving import (
     MANAGED_FOR_LABEL,
@@ -128,6 +128,10 @@ def kube_call(what: str, fn: Any, *, missing_ok: bool = False, allow_conflict: b
             raise RetryableError(f"{what}: created concurrently, will retry as an update") from exc
         if exc.status in (409, 429) or (exc.status or 0) >= 500:
             raise RetryableError(f"{what} failed ({exc.status} {exc.reason}); will retry") from exc
+        if exc.status == 404:
+            raise GoneFromCluster(
+                f"{what}: not found in the cluster ({_status_message(exc)})"
+            ) from exc
         raise PermanentError(f"{what} was refused ({exc.status}): {_status_message(exc)}") from exc
     except OSError as exc:  # connection refused/reset: the API server is unreachable
         raise RetryableError(f"{what}: Kubernetes API unreachable ({exc})") from exc

@@ -91,6 +91,9 @@ class Outcome(StrEnum):
     SUPERSEDED = "superseded"
     PAUSE_DEADLINE = "pause_deadline_exceeded"
     SERVICE_DELETED = "service_deleted"
+    # A step met an error no retry can fix (its Knative Service deleted behind hekaton's back, a
+    # write the cluster refuses): the rollout ends, saying so, instead of being re-emitted forever.
+    STEP_IMPOSSIBLE = "step_impossible"
     # Operator commands (see COMMANDS): each is an edge like any other.
     ROLLBACK_REQUESTED = "rollback_requested"
     ABORT_REQUESTED = "abort_requested"
@@ -129,6 +132,15 @@ TRANSITIONS: dict[tuple[Phase, Outcome], Phase] = {
     **{(phase, Outcome.ROLLBACK_REQUESTED): Phase.ROLLED_BACK for phase in _EVERY_ACTIVE},
     **{(phase, Outcome.ABORT_REQUESTED): Phase.ROLLED_BACK for phase in _EVERY_ACTIVE},
     **{(phase, Outcome.SERVICE_DELETED): Phase.DELETED for phase in _EVERY_ACTIVE},
+    # Before the candidate took user traffic the rollout failed; after, it was rolled back.
+    **{
+        (phase, Outcome.STEP_IMPOSSIBLE): Phase.FAILED
+        for phase in (Phase.DEPLOYING, Phase.WAITING_READY, Phase.VALIDATING)
+    },
+    **{
+        (phase, Outcome.STEP_IMPOSSIBLE): Phase.ROLLED_BACK
+        for phase in (Phase.SHIFTING, Phase.PAUSED, Phase.PROMOTING, Phase.AWAITING_APPROVAL)
+    },
 }
 
 # How a rollout comes to exist: its first log entry's outcome and the phases it may be born in.

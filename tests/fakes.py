@@ -25,7 +25,7 @@ from events.steps import REGISTRY_TOPIC, STEP_TOPICS, StepEvent, StepType, parse
 from events.transitions import TransitionEvent, parse_transition
 from shared.clock import Clock, FakeClock
 from shared.deps import Deps
-from shared.errors import PermanentError, PreconditionFailed, RetryableError
+from shared.errors import GoneFromCluster, PermanentError, PreconditionFailed, RetryableError
 from shared.metrics.fake import FakeProvider, IstioTraffic
 from shared.metrics.observers import IstioObserver, Measurement
 from shared.model import (
@@ -537,7 +537,7 @@ class FakeServing:
         """Replace the Service's traffic block with absolute weights (if still at `if_version`)."""
         self._enter("set_traffic", namespace, name, tuple(traffic))
         if (namespace, name) not in self.traffic:
-            raise PermanentError(f"patch Knative Service {namespace}/{name} was refused (404)")
+            raise GoneFromCluster(f"patch Knative Service {namespace}/{name}: not found (404)")
         if if_version is not None and if_version != str(self.versions.get((namespace, name), 0)):
             raise RetryableError(f"patch Knative Service {namespace}/{name} failed (409 Conflict)")
         self._validate_traffic(traffic)

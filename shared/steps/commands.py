@@ -22,11 +22,11 @@ from shared.notifications import notify_committed
 from shared.phases import COMMANDS, Outcome, command_refusal
 from shared.spec import ServiceSpec
 from shared.steps.engine import (
-    apply_traffic,
     log_decision,
     publish_next,
     reconcile_traffic,
     retry_on_conflict,
+    return_traffic,
     rollout_spec,
     schedule_wake_up,
     transition,
@@ -271,7 +271,15 @@ def ending_edge(ctx: CommandContext, outcome: Outcome, detail: str, **updates: A
     ended, decision = ctx.transition(
         outcome, values={"traffic_percent_before": before}, traffic_percent=0, **updates
     )
-    touched = apply_traffic(ctx.deps, ended)
+    touched, gone = return_traffic(ctx.deps, ended)
+    if gone is not None:
+        ended, decision = ctx.transition(
+            outcome,
+            values={"traffic_percent_before": before, "traffic": gone},
+            traffic_percent=0,
+            **updates,
+        )
+        detail = f"{detail} ({gone})"
     change = Change(rollouts=[(ended, ctx.rollout.version)], decisions=[(ended.id, decision)])
     record = ctx.service.value
     if record.active_rollout_id == ended.id:

@@ -9,7 +9,9 @@ from typing import Any
 
 from events.steps import StepEvent
 from shared import crashpoints
+from shared.commands import bounded
 from shared.deps import Deps
+from shared.errors import GoneFromCluster, PermanentError
 from shared.logs import get_logger
 from shared.model import Decision, Rollout, ServiceRecord
 from shared.notifications import notify_committed
@@ -253,8 +255,19 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
             event=event,
             now=deps.clock.now(),
         )
-        # A held phase waits for a person: only its deadline can move it.
-        plan = deadline_plan(context) or (None if rollout.phase in HELD_PHASES else act(context))
+        try:
+            # A held phase waits for a person: only its deadline can move it.
+            plan = deadline_plan(context) or (
+                None if rollout.phase in HELD_PHASES else act(context)
+            )
+        except PermanentError as error:
+            # Acknowledging the event and keeping the rollout would have the tick re-emit this
+            # step every grace period, forever: the rollout ends here, with the reason.
+            log.error(
+                "step cannot go on; ending the rollout",
+                extra={"rollout": rollout.id, "service": rollout.service, "error": str(error)},
+            )
+            plan = end_as_impossible(context, error)
         if plan is None:
             # Whoever set this due time scheduled its wake-up, unless it crashed or its scheduling
             # failed right after the commit: asking again is free (the task name is the same).
@@ -277,6 +290,37 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
         )
 
     return retry_on_conflict(attempt, what=f"rollout {event.rollout_id}")
+
+
+def end_as_impossible(ctx: StepContext, error: PermanentError) -> Plan:
+    """End a rollout whose step met an error no retry can fix, traffic back on stable if it can be.
+
+    The Service itself may be what is gone (deleted with kubectl): then there is no traffic to
+    return, and the log says so rather than the rollout waiting for a step that cannot happen.
+    """
+    step = ctx.event.type.name.lower().replace("_", "-")
+    ended, _ = ctx.transition(Outcome.STEP_IMPOSSIBLE, reason="", traffic_percent=0)
+    problem = bounded(str(error), 500)
+    try:
+        touched, gone = return_traffic(ctx.deps, ended)
+        traffic = gone or (
+            "traffic returned to the stable revision" if touched else "no traffic to return"
+        )
+    except PermanentError as again:  # refused, not gone: said, and left to the operator
+        touched = False
+        traffic = f"traffic not returned: {bounded(str(again), 300)}"
+    ended, decision = ctx.transition(
+        Outcome.STEP_IMPOSSIBLE,
+        reason=f"the {step} step cannot go on: {problem}; {traffic}",
+        values={"error": problem, "step": step, "traffic": traffic},
+        traffic_percent=0,
+    )
+    return Plan(
+        ended,
+        decision,
+        service=end_service_pointer(ctx.service, ended, ctx.now),
+        touched_traffic=touched,
+    )
 
 
 def only_re_emitted(acted_on: Rollout, now: Rollout) -> bool:
@@ -597,6 +641,18 @@ def apply_traffic(deps: Deps, rollout: Rollout) -> bool:
         return False
     deps.serving.set_traffic(rollout.namespace, rollout.service, traffic)
     return True
+
+
+def return_traffic(deps: Deps, ended: Rollout) -> tuple[bool, str | None]:
+    """Traffic back where an ending rollout wants it: (anything sent, why nothing could be).
+
+    A Knative Service deleted behind hekaton's back has no traffic to return: the rollout still
+    ends (saying so) instead of waiting for a Service that will not come back.
+    """
+    try:
+        return apply_traffic(deps, ended), None
+    except GoneFromCluster as gone:
+        return False, f"no traffic to return: {bounded(str(gone), 300)}"
 
 
 def reconcile_traffic(deps: Deps, service_name: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.phases import Outcome
-from shared.steps.engine import Plan, StepContext, apply_traffic, end_service_pointer
+from shared.steps.engine import Plan, StepContext, end_service_pointer, return_traffic
 
 
 def end_badly(
@@ -26,7 +26,16 @@ def end_badly(
         traffic_percent=0,
         **updates,
     )
-    touched = apply_traffic(ctx.deps, ended)
+    touched, gone = return_traffic(ctx.deps, ended)
+    if gone is not None:
+        ended, decision = ctx.transition(
+            outcome,
+            reason=f"{reason}; {gone}",
+            values=values,
+            thresholds=thresholds,
+            traffic_percent=0,
+            **updates,
+        )
     return Plan(
         ended,
         decision,

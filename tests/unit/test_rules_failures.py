@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared.commands import CommandRequest
 from shared.errors import PermanentError, RetryableError
 from shared.phases import Phase
 from shared.serving import RevisionHealth
+from shared.steps.command_acts import rollout_acts
+from shared.steps.commands import run_command
 from tests.fakes import FakeResponse, Pipeline, World, digest_of
 
 DEADLINE = 60.0
@@ -196,3 +199,73 @@ def test_validation_whose_tag_url_never_appears_ends_at_its_deadline() -> None:
     last = world.store.decisions(rollout.id)[-1]
     assert (last.outcome, last.phase_from) == ("validation_failed", "VALIDATING")
     assert_stable_untouched(world, "v3")
+
+
+def v3_at_its_first_step(world: World, pipeline: Pipeline) -> None:
+    """v3 holding 10 % of the traffic, baking (so its next check is a while away)."""
+    world.register(readiness_deadline_seconds=DEADLINE, bake_seconds=30.0)
+    world.push(pipeline, "v3")
+    pipeline.run(
+        until=lambda: any(
+            r.digest == digest_of("v3") and r.phase is Phase.SHIFTING and r.traffic_percent == 10
+            for r in world.rollouts()
+        )
+    )
+
+
+def test_a_service_deleted_behind_hekatons_back_ends_its_rollout_saying_so() -> None:
+    """`kubectl delete ksvc` mid-rollout: every later step would be refused (404) forever; the
+    rollout ends at its next step with the reason, and the tick stops re-emitting it."""
+    world, pipeline = v2_stable(lost_event_grace_seconds=30.0)
+    v3_at_its_first_step(world, pipeline)
+    world.serving.traffic.pop(("models", "iris"))  # deleted with kubectl
+
+    pipeline.run()  # ends only when nothing is left to deliver or re-emit
+
+    v3 = world.only_rollout(digest_of("v3"))
+    assert v3.phase is Phase.ROLLED_BACK and not v3.active
+    last = world.store.decisions(v3.id)[-1]
+    assert last.outcome == "step_impossible"
+    assert last.reason.startswith("the shift step cannot go on: ")
+    assert "not found" in last.reason and "no traffic to return" in last.reason
+    service = world.store.get_service("iris")
+    assert service is not None and service.value.active_rollout_id is None
+    assert not pipeline.errors()  # nothing retried: ended, not looping
+    tick_emits = sum(1 for p in world.publisher.sent if p.source == "tick")
+    world.clock.advance(600)
+    pipeline.run()
+    assert sum(1 for p in world.publisher.sent if p.source == "tick") == tick_emits
+
+
+def test_an_operator_abort_ends_a_rollout_whose_service_was_deleted() -> None:
+    world, pipeline = v2_stable()
+    v3_at_its_first_step(world, pipeline)
+    world.serving.traffic.pop(("models", "iris"))
+
+    request = CommandRequest(
+        command="abort", principal="ann@x", key="k-1", origin="api", service="iris"
+    )
+    result = run_command(world.deps, request, rollout_acts())
+
+    v3 = world.only_rollout(digest_of("v3"))
+    assert v3.phase is Phase.ROLLED_BACK
+    assert "no traffic to return" in result.detail
+    assert "no traffic to return" in world.store.decisions(v3.id)[-1].values["traffic"]
+
+
+def test_a_traffic_write_the_cluster_refuses_ends_the_rollout_and_says_traffic_was_not_returned() -> (
+    None
+):
+    world, pipeline = v2_stable()
+    v3_at_its_first_step(world, pipeline)
+    refused = PermanentError("patch Knative Service models/iris was refused (403): forbidden")
+    world.serving.fail_next("set_traffic", refused, times=2)  # the step's write, then the return
+
+    world.clock.advance(30)
+    pipeline.run()
+
+    v3 = world.only_rollout(digest_of("v3"))
+    assert v3.phase is Phase.ROLLED_BACK
+    reason = world.store.decisions(v3.id)[-1].reason
+    assert "cannot go on: patch Knative Service models/iris was refused (403)" in reason
+    assert "traffic not returned: patch Knative Service models/iris was refused (403)" in reason

@@ -17,6 +17,9 @@ PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 # bigger payload is either an accident or abuse, so it is refused before decoding.
 MAX_MESSAGE_BYTES = 1 << 20
 MAX_MESSAGE_ID = 500  # characters; Pub/Sub's own ids are short decimal strings
+# Set on a replayed dead letter: when the original was published. What orders pushes (a replay
+# of an old push must not count as the newest one).
+ORIGINAL_PUBLISH_TIME = "hekaton-original-publish-time"
 # Pub/Sub's rule for topic ids: 3-255 characters, starting with a letter.
 _TOPIC = re.compile(r"[A-Za-z][-A-Za-z0-9._~%+]{2,254}")
 
@@ -30,6 +33,11 @@ class PubSubMessage:
     attributes: dict[str, str] = field(default_factory=dict)
     publish_time: str | None = None
     topic: str | None = None
+
+    @property
+    def first_published(self) -> str | None:
+        """When the message was first published: a replay's original time, else its own."""
+        return self.attributes.get(ORIGINAL_PUBLISH_TIME) or self.publish_time
 
     def excerpt(self, limit: int = 200) -> str:
         """A short, printable excerpt of the payload for ignore records (never the whole body)."""

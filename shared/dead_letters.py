@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 
-from events.pubsub import PubSubMessage
+from events.pubsub import ORIGINAL_PUBLISH_TIME, PubSubMessage
 from shared.commands import Refused
 from shared.deps import Deps
 from shared.logs import get_logger
@@ -139,6 +139,8 @@ def replay(
     )
     attributes = {k: v for k, v in claimed.attributes.items() if not k.startswith(_PREFIX)}
     attributes[REPLAY_OF] = claimed.id
+    if claimed.published_at:  # the push's own time still orders it among the others
+        attributes.setdefault(ORIGINAL_PUBLISH_TIME, claimed.published_at)
     try:
         message_id = send(topic, data, attributes)
     except Exception:

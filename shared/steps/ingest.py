@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from events.artifact_registry import RegistryAction, RegistryEvent, parse_notification
 from events.pubsub import PubSubMessage
@@ -47,9 +47,12 @@ def parse_time(text: str | None, default: datetime) -> datetime:
         return default
     cleaned = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
     try:
-        return datetime.fromisoformat(cleaned)
+        parsed = datetime.fromisoformat(cleaned)
     except ValueError:
         return default
+    # A time without an offset (never Pub/Sub's, maybe a hand-set attribute's) is taken as UTC:
+    # a naive datetime cannot be compared with the others.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def handle(deps: Deps, message: PubSubMessage) -> IngestReport:
@@ -82,7 +85,7 @@ def handle(deps: Deps, message: PubSubMessage) -> IngestReport:
             report,
         )
         return report
-    pushed_at = parse_time(message.publish_time, now)
+    pushed_at = parse_time(message.first_published, now)
     for service in services:
         start(
             deps, message, event, ServiceSpec.model_validate(service.value.spec), pushed_at, report

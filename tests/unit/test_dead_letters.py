@@ -13,7 +13,7 @@ from cloudevents.http import CloudEvent
 from google.api_core import exceptions as google_errors
 
 from cli.main import main
-from events.pubsub import PUBSUB_EVENT_TYPE
+from events.pubsub import ORIGINAL_PUBLISH_TIME, PUBSUB_EVENT_TYPE, PubSubMessage
 from events.steps import DEAD_LETTER_TOPIC, STEP_TOPICS, StepType
 from functions._runtime import handle_pubsub
 from functions.control import public
@@ -22,11 +22,12 @@ from functions.manifest import FUNCTIONS, SERVICE_ACCOUNTS, topic_for_subscripti
 from shared.api import control
 from shared.api.http import ApiRequest
 from shared.api.serve import serve
-from shared.dead_letters import CLAIM_SECONDS, MAX_EXCERPT, MAX_KEPT_DATA, REPLAY_OF
+from shared.dead_letters import CLAIM_SECONDS, MAX_EXCERPT, MAX_KEPT_DATA, REPLAY_OF, replay
 from shared.errors import RetryableError
 from shared.model import ReplayClaim
+from shared.phases import Phase
 from shared.publisher import PubSubPublisher
-from tests.fakes import World
+from tests.fakes import REPOSITORY, World, digest_of, registry_message, rfc3339
 from tests.tokens import Issuer
 
 BODY = b'{"rollout_id": "r-1", "step": "deploy"}'
@@ -39,6 +40,7 @@ def dead_letter_event(
     data: bytes = BODY,
     subscription: str = "projects/hekaton-test/subscriptions/hekaton-deploy-push",
     attempts: int = 5,
+    publish_time: str = "2026-12-01T20:00:00.123Z",
 ) -> CloudEvent:
     """A message forwarded to the dead-letter topic, as Pub/Sub delivers it to the recorder."""
     attributes = {
@@ -46,7 +48,7 @@ def dead_letter_event(
         "CloudPubSubDeadLetterSourceSubscription": subscription,
         "CloudPubSubDeadLetterSourceSubscriptionProject": "hekaton-test",
         "CloudPubSubDeadLetterSourceDeliveryCount": str(attempts),
-        "CloudPubSubDeadLetterSourceTopicPublishTime": "2026-12-01T20:00:00.123Z",
+        "CloudPubSubDeadLetterSourceTopicPublishTime": publish_time,
     }
     envelope = {
         "message": {
@@ -157,7 +159,11 @@ def test_replay_republishes_data_and_original_attributes_and_records_it(api: Api
     assert status == 200, answer
     [(topic, data, attributes, message_id)] = api.world.publisher.raw
     assert topic == "hekaton-deploy" and data == BODY
-    assert attributes == {**ORIGINAL, REPLAY_OF: kept.id}
+    assert attributes == {
+        **ORIGINAL,
+        REPLAY_OF: kept.id,
+        ORIGINAL_PUBLISH_TIME: "2026-12-01T20:00:00.123Z",  # what orders it among pushes
+    }
     assert answer["replay"]["message_id"] == message_id
     assert answer["replay"]["principal"] == "ann@hekaton.local"
     [replayed] = api.world.store.list_dead_letters()[0].replays
@@ -348,3 +354,49 @@ def test_a_malformed_id_is_refused_by_the_cli_before_any_call(
     assert main(["dlq", "replay", bad]) == 1
     err = capsys.readouterr().err
     assert f"refused: no dead letter {bad!r}: ids are letters, digits" in err
+
+
+def test_a_replayed_push_keeps_its_place_behind_a_newer_push() -> None:
+    """v2's push dead-letters; v3 is pushed and promoted; replaying v2's push an hour later must
+    not roll the older image out over the newer one (it is born SUPERSEDED, as a late delivery)."""
+    world = World.create()
+    world.register()
+    pipeline = world.pipeline()
+    world.push(pipeline, "v1")
+    pipeline.run()
+    v2 = registry_message(
+        "m-v2",
+        digest=f"{REPOSITORY}@{digest_of('v2')}",
+        tag=f"{REPOSITORY}:v2",
+        publish_time=world.clock.now(),
+    )
+    assert v2.publish_time is not None
+    gave_up = dead_letter_event(
+        data=v2.data,
+        subscription="projects/hekaton-test/subscriptions/hekaton-ingest-push",
+        publish_time=v2.publish_time,
+    )
+    deliver(world, gave_up)  # Pub/Sub gave up on v2's push (say, Firestore was down)
+    world.clock.advance(10)
+    world.push(pipeline, "v3")
+    pipeline.run()
+    assert world.traffic() == {world.revision("v3"): 100}
+
+    world.clock.advance(3600)
+    [kept] = world.store.list_dead_letters()
+    replay(world.deps, kept.id, principal="ann@hekaton.local")
+    [(topic, data, attributes, message_id)] = world.publisher.raw
+    assert topic == "gcr" and attributes[ORIGINAL_PUBLISH_TIME] == v2.publish_time
+    pipeline.enqueue(  # what Pub/Sub delivers: a new message, published now
+        PubSubMessage(
+            message_id=message_id,
+            data=data,
+            attributes=attributes,
+            publish_time=rfc3339(world.clock.now()),
+            topic=topic,
+        )
+    )
+    pipeline.run()
+
+    assert world.only_rollout(digest_of("v2")).phase is Phase.SUPERSEDED
+    assert world.traffic() == {world.revision("v3"): 100}

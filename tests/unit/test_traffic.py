@@ -145,8 +145,10 @@ def test_rollout_id_is_deterministic_per_push_message() -> None:
         ("2026-03-01T12:00:00.1+00:00", datetime(2026, 3, 1, 12, 0, 0, 100000, tzinfo=UTC)),
         ("yesterday", T0),
         (None, T0),
+        ("2026-03-01T12:00:00", datetime(2026, 3, 1, 12, tzinfo=UTC)),  # no offset: UTC
     ],
 )
 def test_publish_time_parsing(text: str | None, expected: datetime) -> None:
     """Pub/Sub's nanosecond RFC 3339 times parse; anything unreadable falls back to the default."""
-    assert parse_time(text, T0) == expected
+    parsed = parse_time(text, T0)
+    assert parsed == expected and parsed.tzinfo is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 from typing import Any
 
 import urllib3
@@ -285,38 +286,89 @@ class KnativeServing:
 
 
 def _status_message(exc: ApiException) -> str:
-    import json
-
     try:
         return str(json.loads(exc.body or "{}").get("message") or exc.reason)
     except ValueError:
         return str(exc.reason)
 
 
+# On the template: what hekaton set there last time, so a setting the spec no longer has is removed
+# (the rest of the template, what the team configured by other means, is kept as it is).
+MANAGED_ANNOTATION = "hekaton.dev/managed"
+
+
+def _managed(template: RevisionTemplate) -> dict[str, Any]:
+    """The keys of the template that hekaton sets, as recorded in MANAGED_ANNOTATION."""
+    return {
+        "annotations": sorted(template.annotations),
+        "env": sorted(e["name"] for e in template.env if "name" in e),
+        "resources": bool(template.resources),
+        "nodeSelector": sorted(template.node_selector),
+        "tolerations": [dict(t) for t in template.tolerations],
+        "containerConcurrency": template.container_concurrency is not None,
+    }
+
+
+def _previously_managed(annotations: dict[str, Any]) -> dict[str, Any]:
+    try:
+        recorded = json.loads(annotations.get(MANAGED_ANNOTATION) or "{}")
+    except ValueError:
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
 def _template(current: dict[str, Any] | None, template: RevisionTemplate) -> dict[str, Any]:
-    """Merge hekaton's parts into the existing template, keeping everything else the team configured."""
+    """Merge hekaton's parts into the existing template, keeping everything else the team
+    configured, and removing what hekaton itself set before but the spec no longer asks for."""
     result = copy.deepcopy(current) if current else {}
     metadata = result.setdefault("metadata", {})
     metadata["name"] = template.name
     annotations = metadata.setdefault("annotations", {})
+    before = _previously_managed(annotations)
+    for key in set(before.get("annotations") or []) - set(template.annotations):
+        annotations.pop(key, None)
     annotations.update(template.annotations)
     spec = result.setdefault("spec", {})
     containers = spec.setdefault("containers", [{}])
     container = containers[0]
     container["image"] = template.image
-    if template.env:
-        env = {e["name"]: e for e in container.get("env", []) if "name" in e}
-        env.update({e["name"]: e for e in template.env})
+    dropped_env = set(before.get("env") or []) - {e.get("name") for e in template.env}
+    env = {
+        e["name"]: e
+        for e in container.get("env", [])
+        if "name" in e and e["name"] not in dropped_env
+    }
+    env.update({e["name"]: e for e in template.env})
+    if env:
         container["env"] = sorted(env.values(), key=lambda e: e["name"])
+    else:
+        container.pop("env", None)
     if template.resources:
         container["resources"] = copy.deepcopy(template.resources)
-    if template.node_selector:
-        spec["nodeSelector"] = {**spec.get("nodeSelector", {}), **template.node_selector}
-    if template.tolerations:
-        kept = [t for t in spec.get("tolerations", []) if t not in template.tolerations]
-        spec["tolerations"] = kept + [dict(t) for t in template.tolerations]
+    elif before.get("resources"):
+        container.pop("resources", None)
+    selector = {
+        k: v
+        for k, v in spec.get("nodeSelector", {}).items()
+        if k not in set(before.get("nodeSelector") or []) - set(template.node_selector)
+    }
+    selector.update(template.node_selector)
+    if selector:
+        spec["nodeSelector"] = selector
+    else:
+        spec.pop("nodeSelector", None)
+    ours = [dict(t) for t in template.tolerations]
+    dropped = [t for t in before.get("tolerations") or [] if t not in ours]
+    kept = [t for t in spec.get("tolerations", []) if t not in ours and t not in dropped]
+    if kept or ours:
+        spec["tolerations"] = kept + ours
+    else:
+        spec.pop("tolerations", None)
     if template.container_concurrency is not None:
         spec["containerConcurrency"] = template.container_concurrency
+    elif before.get("containerConcurrency"):
+        spec.pop("containerConcurrency", None)
+    annotations[MANAGED_ANNOTATION] = json.dumps(_managed(template), sort_keys=True)
     return result
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.knative import _template
+from shared.knative import MANAGED_ANNOTATION, _template
 from shared.model import Rollout
 from shared.phases import Phase
 from shared.scaling_spec import parse_quantity
@@ -215,6 +215,37 @@ def test_knative_template_merges_into_the_existing_one() -> None:
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert [e["name"] for e in container["env"]] == ["DB_PASSWORD", "MODE", "OTHER"]
     assert current["spec"]["containers"][0]["image"] == "old"  # not mutated
+
+
+def test_what_the_spec_no_longer_sets_leaves_the_template_and_the_teams_settings_stay() -> None:
+    """A GPU, a min-scale or an env var dropped from the spec is dropped from the next revision
+    (hekaton records what it set in an annotation); what the team set outside hekaton stays."""
+    team = {
+        "metadata": {"name": "iris-old", "annotations": {"team/owner": "ml"}},
+        "spec": {
+            "containers": [{"image": "old", "env": [{"name": "OTHER", "value": "1"}]}],
+            "nodeSelector": {"pool": "serving"},
+            "tolerations": [{"key": "team", "operator": "Exists"}],
+        },
+    }
+    with_gpu = _template(team, revision_template(parse_spec(iris_spec(**GPU_SPEC)), rollout()))
+    plain_spec = parse_spec(iris_spec(scaling={"keep_previous_warm_seconds": 0}))
+    plain = _template(with_gpu, revision_template(plain_spec, rollout()))
+
+    annotations = plain["metadata"]["annotations"]
+    assert annotations["team/owner"] == "ml"
+    assert not [k for k in annotations if k.startswith("autoscaling.knative.dev/")]
+    spec = plain["spec"]
+    assert "containerConcurrency" not in spec
+    assert spec["nodeSelector"] == {"pool": "serving"}
+    assert spec["tolerations"] == [{"key": "team", "operator": "Exists"}]
+    container = spec["containers"][0]
+    assert "resources" not in container
+    assert [e["name"] for e in container["env"]] == ["OTHER"]
+    # Without a record of what hekaton set (a template from before this rule), nothing is removed.
+    with_gpu["metadata"]["annotations"].pop(MANAGED_ANNOTATION)
+    unknown = _template(with_gpu, revision_template(plain_spec, rollout()))
+    assert unknown["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
 def test_a_spec_without_scaling_sets_the_deadline_and_the_min_scale_of_the_warm_window() -> None:

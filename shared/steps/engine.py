@@ -211,13 +211,14 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
         rollout = loaded.value
         earlier: StepContext | None = acted.get("context")
         if earlier is not None and only_re_emitted(earlier.rollout, rollout):
-            # Only the tick wrote meanwhile: this step ran longer than the lost-event grace and
-            # was re-emitted (the tick marks that on the rollout). Dropping our work as stale would
-            # let the copy meet the same fate, forever; our plan still holds, so it is committed.
+            # Only the tick wrote meanwhile, marking this very step emitted: it publishes a copy of
+            # a due step its timer woke too, or of one that ran past the lost-event grace. Our plan
+            # still holds, so it is committed and the copy will be stale; dropping our work instead
+            # would let a step slower than the grace meet the same fate on every copy, forever.
             service = deps.store.get_service(rollout.service)
             if _same_record(service, earlier.service):
                 log.info(
-                    "step outlived the lost-event grace; committing its plan over the re-emit",
+                    "the tick re-emitted this step while it ran; committing its plan",
                     extra={"rollout": rollout.id, "service": rollout.service, "event": event.id},
                 )
                 return finish(acted["plan"], loaded.version, service, rollout)

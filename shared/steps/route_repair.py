@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from shared.deps import Deps
-from shared.errors import RetryableError
+from shared.errors import HekatonError, RetryableError
 from shared.logs import get_logger
 from shared.model import ServiceRecord
 from shared.serving import TrafficTarget, same_routes
@@ -89,6 +89,17 @@ def _repair(deps: Deps, record: ServiceRecord, wanted: list[TrafficTarget]) -> b
     except RetryableError as exc:
         # The cluster is unreachable, or something wrote since we read: the next tick looks again.
         log.info("route not repaired yet: %s", exc, extra={"service": record.name})
+        return None
+    except HekatonError as exc:
+        # Refused (a right missing, the Service deleted meanwhile): this service is skipped, not
+        # the tick, so every other service is still checked; the next tick tries this one again.
+        log.error(
+            "route of an idle service could not be repaired: %s; check hekaton's rights on the "
+            "namespace and that the Knative Service exists (the tick retries for "
+            "HEKATON_ROUTE_REPAIR_SECONDS after the service last changed)",
+            exc,
+            extra={"service": record.name, "wanted": _routes(wanted)},
+        )
         return None
     log.warning(
         "route of an idle service differed from what hekaton set; rewritten",

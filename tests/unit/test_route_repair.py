@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.errors import PermanentError
 from shared.phases import Phase
 from shared.serving import CANDIDATE_TAG, PREVIOUS_TAG, STABLE_TAG, RevisionHealth, TrafficTarget
 from shared.steps.sweep import sweep
@@ -149,3 +150,23 @@ def test_a_route_found_right_is_read_again_only_after_the_recheck_time() -> None
     world.clock.advance(1)
     assert sweep(world.deps, cause="tick-c").repaired == ["iris"]
     assert tags_of(world) == [(v2, 100, STABLE_TAG)]
+
+
+def test_a_repair_the_cluster_refuses_skips_that_service_only() -> None:
+    world = world_with()
+    world.register(name="wine", scaling={"keep_previous_warm_seconds": WINDOW})
+    ended(world, "v1", "v2")  # both services follow the repository: each promoted v2
+    for name in ("iris", "wine"):
+        world.serving.set_traffic("models", name, [TrafficTarget(world.revision("v2", name), 100)])
+    world.serving.fail_next("set_traffic", PermanentError("patch refused: forbidden"))
+
+    first = sweep(world.deps, cause="tick-a")  # one refusal does not end the tick's pass
+    second = sweep(world.deps, cause="tick-b")
+
+    assert len(first.repaired) == 1
+    assert sorted(first.repaired + second.repaired) == ["iris", "wine"]
+    for name in ("iris", "wine"):
+        assert world.serving.traffic_of("models", name, with_previous=True) == {
+            world.revision("v2", name): 100,
+            world.revision("v1", name): 0,
+        }

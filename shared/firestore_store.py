@@ -108,20 +108,25 @@ class FirestoreStore:
         return [Versioned(ServiceRecord.from_document(_fields(s)), s.update_time) for s in snaps]
 
     def services_warm_until(self, before: datetime, limit: int = 50) -> list[ServiceRecord]:
-        """Services whose previous revision's warm window ended at or before `before`."""
-        return self._services_where("previous_warm_until", "<=", before, limit)
+        """Services whose previous revision's warm window ended at or before `before` (earliest first)."""
+        return self._services_where(
+            "previous_warm_until", "<=", before, limit, firestore.Query.ASCENDING
+        )
 
     def services_changed_since(self, since: datetime, limit: int = 50) -> list[ServiceRecord]:
-        """Services whose record was updated at or after `since` (at most `limit`)."""
-        return self._services_where("updated_at", ">=", since, limit)
+        """Services whose record was updated at or after `since` (at most `limit`, newest first)."""
+        # Newest first: past the limit, the services left out are those changed longest ago, not
+        # the ones most likely to need the tick (a late write lands just after a rollout ends).
+        return self._services_where("updated_at", ">=", since, limit, firestore.Query.DESCENDING)
 
     def _services_where(
-        self, field: str, op: str, value: datetime, limit: int
+        self, field: str, op: str, value: datetime, limit: int, direction: str
     ) -> list[ServiceRecord]:
-        """Services matching one range filter on a time field (a single-field index: no setup)."""
+        """Services matching one range filter on a time field, ordered by it (a single-field index: no setup)."""
         query = (
             self._db.collection(SERVICES)
             .where(filter=firestore.FieldFilter(field, op, value))
+            .order_by(field, direction=direction)
             .limit(limit)
         )
         return [

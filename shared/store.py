@@ -117,7 +117,7 @@ class Store(Protocol):
         ...
 
     def services_changed_since(self, since: datetime, limit: int = 50) -> list[ServiceRecord]:
-        """Services whose record was updated at or after `since` (at most `limit`)."""
+        """Services whose record was updated at or after `since` (at most `limit`, newest first)."""
         ...
 
     def put_service(self, record: ServiceRecord, expected: object | None) -> None:

@@ -137,13 +137,14 @@ class InMemoryStore:
         return found[:limit]
 
     def services_changed_since(self, since: datetime, limit: int = 50) -> list[ServiceRecord]:
-        """Services whose record was updated at or after `since` (by name)."""
+        """Services whose record was updated at or after `since` (newest first)."""
         with self._lock:
             found = [
                 ServiceRecord.from_document(copy.deepcopy(doc))
                 for _, (doc, _v) in sorted(self._services.items())
                 if doc.get("updated_at") is not None and doc["updated_at"] >= since
             ]
+        found.sort(key=lambda record: record.updated_at or since, reverse=True)
         return found[:limit]
 
     def put_service(self, record: ServiceRecord, expected: object | None) -> None:

@@ -272,9 +272,13 @@ def test_services_changed_since_and_warm_until_are_time_range_queries(
         MUST_NOT_EXIST,
     )
     store.put_service(service("new", updated_at=T0 + timedelta(seconds=5)), MUST_NOT_EXIST)
-    changed = sorted(s.name for s in store.services_changed_since(T0))
-    assert changed == ["edge", "new"]
-    assert len(store.services_changed_since(T0 - timedelta(days=1), limit=2)) == 2
+    changed = [s.name for s in store.services_changed_since(T0)]
+    assert changed == ["new", "edge"]  # newest first
+    # Past the limit, the services changed longest ago are the ones left out.
+    assert [s.name for s in store.services_changed_since(T0 - timedelta(days=1), limit=2)] == [
+        "new",
+        "edge",
+    ]
     assert store.services_changed_since(T0 + timedelta(seconds=6)) == []
     assert store.services_warm_until(T0 + timedelta(seconds=59)) == []
     assert [s.name for s in store.services_warm_until(T0 + timedelta(seconds=60))] == ["edge"]

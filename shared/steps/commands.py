@@ -22,11 +22,11 @@ from shared.notifications import notify_committed
 from shared.phases import COMMANDS, Outcome, command_refusal
 from shared.spec import ServiceSpec
 from shared.steps.engine import (
+    end_returning_traffic,
     log_decision,
     publish_next,
     reconcile_traffic,
     retry_on_conflict,
-    return_traffic,
     rollout_spec,
     schedule_wake_up,
     transition,
@@ -268,22 +268,25 @@ def ending_edge(ctx: CommandContext, outcome: Outcome, detail: str, **updates: A
     """A command that ends the rollout: traffic back on stable first, service pointer cleared."""
     assert ctx.rollout is not None
     before = ctx.rollout.value.traffic_percent
-    ended, decision = ctx.transition(
-        outcome, values={"traffic_percent_before": before}, traffic_percent=0, **updates
-    )
-    touched, gone = return_traffic(ctx.deps, ended)
-    if gone is not None:
-        ended, decision = ctx.transition(
+
+    def end(note: str | None, percent: int) -> tuple[Rollout, Decision]:
+        traffic = {"traffic": note} if note else {}
+        return ctx.transition(
             outcome,
-            values={"traffic_percent_before": before, "traffic": gone},
-            traffic_percent=0,
+            values={"traffic_percent_before": before, **traffic},
+            traffic_percent=percent,
             **updates,
         )
-        detail = f"{detail} ({gone})"
+
+    # A refused traffic write is answered to the person, nothing written: they can ask again.
+    ending = end_returning_traffic(ctx.deps, ctx.rollout.value, end, refusal_ends=False)
+    ended, decision = ending.rollout, ending.decision
+    if ending.note:
+        detail = f"{detail} ({ending.note})"
     change = Change(rollouts=[(ended, ctx.rollout.version)], decisions=[(ended.id, decision)])
     record = ctx.service.value
     if record.active_rollout_id == ended.id:
         change.services.append(
             (record.evolve(active_rollout_id=None, updated_at=ctx.now), ctx.service.version)
         )
-    return CommandPlan(change, detail, rollout=ended, touched_traffic=touched)
+    return CommandPlan(change, detail, rollout=ended, touched_traffic=ending.touched_traffic)

@@ -9,8 +9,7 @@ from shared.phases import Outcome
 from shared.scaling_spec import env_vars
 from shared.serving import RevisionTemplate
 from shared.spec import ServiceSpec
-from shared.steps.engine import Plan, StepContext, later
-from shared.steps.failing import end_badly
+from shared.steps.engine import Plan, StepContext, end_badly, later
 from shared.steps.traffic import desired_traffic
 
 log = get_logger("deploy")

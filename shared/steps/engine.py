@@ -300,27 +300,46 @@ def end_as_impossible(ctx: StepContext, error: PermanentError) -> Plan:
     return, and the log says so rather than the rollout waiting for a step that cannot happen.
     """
     step = ctx.event.type.name.lower().replace("_", "-")
-    ended, _ = ctx.transition(Outcome.STEP_IMPOSSIBLE, reason="", traffic_percent=0)
     problem = bounded(str(error), 500)
-    try:
-        touched, gone = return_traffic(ctx.deps, ended)
-        traffic = gone or (
-            "traffic returned to the stable revision" if touched else "no traffic to return"
-        )
-    except PermanentError as again:  # refused, not gone: said, and left to the operator
-        touched = False
-        traffic = f"traffic not returned: {bounded(str(again), 300)}"
-    ended, decision = ctx.transition(
+    return end_badly(
+        ctx,
         Outcome.STEP_IMPOSSIBLE,
-        reason=f"the {step} step cannot go on: {problem}; {traffic}",
-        values={"error": problem, "step": step, "traffic": traffic},
-        traffic_percent=0,
+        f"the {step} step cannot go on: {problem}",
+        values={"error": problem, "step": step},
     )
+
+
+def end_badly(
+    ctx: StepContext,
+    outcome: Outcome,
+    reason: str,
+    *,
+    values: dict[str, Any] | None = None,
+    thresholds: dict[str, Any] | None = None,
+    **updates: Any,
+) -> Plan:
+    """A step's plan ending the rollout along `outcome`: traffic back on stable, pointer cleared.
+
+    When the traffic cannot be returned, the reason and the `traffic` value say why, and the
+    outcome, measured values and thresholds are kept: the decision still explains itself.
+    """
+
+    def end(note: str | None, percent: int) -> tuple[Rollout, Decision]:
+        return ctx.transition(
+            outcome,
+            reason=f"{reason}; {note}" if note else reason,
+            values={**(values or {}), "traffic": note} if note else values,
+            thresholds=thresholds,
+            traffic_percent=percent,
+            **updates,
+        )
+
+    ended = end_returning_traffic(ctx.deps, ctx.rollout, end)
     return Plan(
-        ended,
-        decision,
-        service=end_service_pointer(ctx.service, ended, ctx.now),
-        touched_traffic=touched,
+        ended.rollout,
+        ended.decision,
+        service=end_service_pointer(ctx.service, ended.rollout, ctx.now),
+        touched_traffic=ended.touched_traffic,
     )
 
 
@@ -587,8 +606,6 @@ def deadline_plan(ctx: StepContext) -> Plan | None:
     outcome = DEADLINE_OUTCOMES.get(rollout.phase)
     if outcome is None or rollout.deadline_at is None or ctx.now < rollout.deadline_at:
         return None
-    from shared.steps.failing import end_badly  # failing builds on this module
-
     return end_badly(
         ctx,
         outcome,
@@ -644,16 +661,49 @@ def apply_traffic(deps: Deps, rollout: Rollout) -> bool:
     return True
 
 
-def return_traffic(deps: Deps, ended: Rollout) -> tuple[bool, str | None]:
-    """Traffic back where an ending rollout wants it: (anything sent, why nothing could be).
+# An ending rollout: `end(note, traffic_percent)` is its transition, `note` saying why the traffic
+# could not be returned to the stable revision (None: it was).
+EndTransition = Callable[[str | None, int], tuple[Rollout, Decision]]
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A rollout ended, with its log entry, whether traffic was sent, and why not if it could not be."""
+
+    rollout: Rollout
+    decision: Decision
+    touched_traffic: bool
+    note: str | None = None
+
+
+def end_returning_traffic(
+    deps: Deps, before: Rollout, end: EndTransition, *, refusal_ends: bool = True
+) -> Ended:
+    """End a rollout through `end`, traffic back on its stable revision first.
 
     A Knative Service deleted behind hekaton's back has no traffic to return: the rollout still
-    ends (saying so) instead of waiting for a Service that will not come back.
+    ends, saying so, instead of waiting for a Service that will not come back. A traffic write the
+    cluster refuses (a right taken away) ends it too when `refusal_ends` (a step: no retry fixes
+    it), saying what may still reach the candidate and what to do; otherwise the refusal is raised
+    and nothing is written (an operator's command: the person sees it and can ask again).
     """
+    ended, decision = end(None, 0)
     try:
-        return apply_traffic(deps, ended), None
+        return Ended(ended, decision, apply_traffic(deps, ended))
     except GoneFromCluster as gone:
-        return False, f"no traffic to return: {bounded(str(gone), 300)}"
+        note, percent = f"no traffic to return: {bounded(str(gone), 300)}", 0
+    except PermanentError as refused:
+        if not refusal_ends:
+            raise
+        # The candidate keeps the share hekaton last set: the record says so rather than 0 %.
+        percent = before.traffic_percent
+        note = (
+            f"traffic not returned: {bounded(str(refused), 300)}; the candidate may still take "
+            f"{percent} % until hekaton may patch the Service again (check its Role in the "
+            "namespace), then the tick's route repair returns it to the stable revision"
+        )
+    ended, decision = end(note, percent)
+    return Ended(ended, decision, False, note)
 
 
 def reconcile_traffic(deps: Deps, service_name: str) -> None:

@@ -14,6 +14,7 @@ from events.operator import parse_rollback_request
 from events.pubsub import PubSubMessage
 from shared.commands import CommandRequest, Refused, bounded
 from shared.deps import Deps
+from shared.errors import GoneFromCluster
 from shared.model import Rollout, ServiceRecord
 from shared.phases import Outcome, Phase
 from shared.rollback_target import TargetRefused, check_target, name_target
@@ -61,6 +62,16 @@ def _target(ctx: CommandContext, known: list[Rollout]) -> str:
     return default
 
 
+def _if_gone(ctx: CommandContext, record: ServiceRecord) -> str:
+    """What to do instead when the Knative Service itself was deleted behind hekaton's back."""
+    if ctx.deps.serving.get_service(record.namespace, record.name) is not None:
+        return ""
+    where = f"the Knative Service {record.namespace}/{record.name} is not in the cluster"
+    if ctx.rollout is not None:
+        return f"; {where}, so there is no traffic to move: `hekaton abort {record.name}` ends its rollout"
+    return f"; {where}: push an image to deploy it again"
+
+
 def act(ctx: CommandContext) -> CommandPlan:
     """Route 100 % to the checked target, end the active rollout (or keep a record), all in one write."""
     record = ctx.service.value
@@ -75,12 +86,14 @@ def act(ctx: CommandContext) -> CommandPlan:
                 "to; name an older one with 'revision'",
             )
         origin = check_target(ctx.deps.serving, record, known, target).origin
-    except TargetRefused as exc:
-        raise Refused("invalid", f"rollback of {record.name} refused: {exc}") from None
-    reason = ctx.reason(f"traffic to {target}")
-    ctx.deps.serving.set_traffic(
-        record.namespace, record.name, [TrafficTarget(target, 100, STABLE_TAG)]
-    )
+        reason = ctx.reason(f"traffic to {target}")
+        ctx.deps.serving.set_traffic(
+            record.namespace, record.name, [TrafficTarget(target, 100, STABLE_TAG)]
+        )
+    except (TargetRefused, GoneFromCluster) as exc:
+        raise Refused(
+            "invalid", f"rollback of {record.name} refused: {exc}{_if_gone(ctx, record)}"
+        ) from None
     change = Change()
     values = {**ctx.who(), "target_revision": target}
     if active is not None and ctx.rollout is not None:

@@ -17,8 +17,7 @@ from shared.phases import Outcome
 from shared.serving import CANDIDATE_TAG
 from shared.spec import ServiceSpec
 from shared.steps.analyse import AnalysisState, Evaluation, evaluate, start_step
-from shared.steps.engine import Plan, StepContext, apply_traffic, later
-from shared.steps.failing import end_badly
+from shared.steps.engine import Plan, StepContext, apply_traffic, end_badly, later
 from shared.topup import TopUpRequest, send_top_up
 
 

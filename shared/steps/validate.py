@@ -14,8 +14,7 @@ from shared.golden import replay_golden
 from shared.phases import Outcome
 from shared.serving import CANDIDATE_TAG, STABLE_TAG
 from shared.spec import ServiceSpec
-from shared.steps.engine import Plan, StepContext, apply_traffic, later
-from shared.steps.failing import end_badly
+from shared.steps.engine import Plan, StepContext, apply_traffic, end_badly, later
 from shared.validation import (
     Verdict,
     decide,

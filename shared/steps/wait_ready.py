@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from shared.phases import Outcome
-from shared.steps.engine import Plan, StepContext, later
-from shared.steps.failing import end_badly
+from shared.steps.engine import Plan, StepContext, end_badly, later
 
 
 def act(ctx: StepContext) -> Plan | None:

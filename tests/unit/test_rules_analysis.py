@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from shared.errors import PermanentError
 from shared.phases import Phase
 from tests.fakes import Behaviour, FakeResponse, Pipeline, World, decision_trail, digest_of
 
@@ -183,3 +184,33 @@ def outage(world: World, pipeline: Pipeline, reason: str, *, seconds: int) -> No
 def _step_applied(world: World) -> bool:
     found = [r for r in world.rollouts() if r.digest == digest_of("v2")]
     return bool(found) and found[0].phase is Phase.SHIFTING and found[0].step_applied
+
+
+def test_a_rollback_whose_traffic_write_is_refused_keeps_its_verdict_and_says_so() -> None:
+    """The cluster refuses the return to stable (a right taken away): the decision is still the
+    analysis's own, with its figures, and says where the traffic still is."""
+    world, pipeline = stable_v1()
+    world.users.behave(world.revision("v2"), Behaviour(error_rate=0.25, slow_rate=0.9))
+    world.push(pipeline, "v2")
+    pipeline.run(
+        until=lambda: any(
+            r.digest == digest_of("v2") and r.phase is Phase.SHIFTING and r.traffic_percent == 10
+            for r in world.rollouts()
+        )
+    )
+    refused = PermanentError("patch Knative Service models/iris was refused (403): forbidden")
+    world.serving.fail_next("set_traffic", refused)
+    pipeline.run()
+
+    v2 = world.only_rollout(digest_of("v2"))
+    assert v2.phase is Phase.ROLLED_BACK and v2.traffic_percent == 10
+    failed = world.store.decisions(v2.id)[-1]
+    assert failed.outcome == "analysis_failed"
+    assert failed.values["judgement"]["verdict"] == "fail"
+    assert failed.thresholds["error_rate"]["max_ratio"] == 2.0
+    assert (
+        "traffic not returned: patch Knative Service models/iris was refused"
+        in (failed.values["traffic"])
+    )
+    assert "error rate 2" in failed.reason
+    assert "the candidate may still take 10 %" in failed.reason

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.commands import CommandRequest
+import pytest
+
+from shared.commands import CommandRequest, Refused
 from shared.errors import PermanentError, RetryableError
 from shared.phases import Phase
 from shared.serving import RevisionHealth
 from shared.steps.command_acts import rollout_acts
 from shared.steps.commands import run_command
+from shared.steps.sweep import sweep
 from tests.fakes import FakeResponse, Pipeline, World, digest_of
 
 DEADLINE = 60.0
@@ -253,6 +256,25 @@ def test_an_operator_abort_ends_a_rollout_whose_service_was_deleted() -> None:
     assert "no traffic to return" in world.store.decisions(v3.id)[-1].values["traffic"]
 
 
+def test_an_operator_rollback_of_a_rollout_whose_service_was_deleted_says_to_abort() -> None:
+    """No traffic can be moved: the rollback is refused (recorded, nothing changed) and the answer
+    names the command that does end the rollout."""
+    world, pipeline = v2_stable()
+    v3_at_its_first_step(world, pipeline)
+    world.serving.traffic.pop(("models", "iris"))
+    request = CommandRequest(
+        command="rollback", principal="ann@x", key="k-2", origin="api", service="iris"
+    )
+
+    with pytest.raises(Refused) as refused:
+        run_command(world.deps, request, rollout_acts())
+
+    assert "rollback of iris refused" in str(refused.value)
+    assert "the Knative Service models/iris is not in the cluster" in str(refused.value)
+    assert "`hekaton abort iris` ends its rollout" in str(refused.value)
+    assert world.only_rollout(digest_of("v3")).phase is Phase.SHIFTING
+
+
 def test_a_traffic_write_the_cluster_refuses_ends_the_rollout_and_says_traffic_was_not_returned() -> (
     None
 ):
@@ -266,6 +288,18 @@ def test_a_traffic_write_the_cluster_refuses_ends_the_rollout_and_says_traffic_w
 
     v3 = world.only_rollout(digest_of("v3"))
     assert v3.phase is Phase.ROLLED_BACK
-    reason = world.store.decisions(v3.id)[-1].reason
-    assert "cannot go on: patch Knative Service models/iris was refused (403)" in reason
-    assert "traffic not returned: patch Knative Service models/iris was refused (403)" in reason
+    last = world.store.decisions(v3.id)[-1]
+    assert "cannot go on: patch Knative Service models/iris was refused (403)" in last.reason
+    assert (
+        "traffic not returned: patch Knative Service models/iris was refused (403)" in last.reason
+    )
+    # The record says what the cluster still routes, not the 0 % hekaton could not set.
+    assert "the candidate may still take 10 %" in last.reason
+    assert v3.traffic_percent == 10 and last.traffic_percent == 10
+    assert world.traffic() == {world.revision("v2"): 90, world.revision("v3"): 10}
+    service = world.store.get_service("iris")
+    assert service is not None and service.value.active_rollout_id is None
+
+    sweep(world.deps, cause="tick")  # the right is back: the tick's route repair returns it
+
+    assert world.traffic() == {world.revision("v2"): 100}

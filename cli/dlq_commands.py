@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from typing import Any
 from urllib.parse import quote
@@ -11,10 +10,9 @@ from urllib.parse import quote
 from cli.api_client import Refusal, control
 from cli.rollout_commands import emit, fetch_pages, guard, one_line
 from cli.target import TargetError, resolve
+from events.pubsub import DEAD_LETTER_ID
 
 MAX_LISTED = 10_000  # `replay --all` looks at this many dead letters at most
-# What a dead letter's id can be (shared/dead_letters.py makes them): anything else names none.
-_DEAD_LETTER_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,99}")
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -45,10 +43,10 @@ def _replay(args: argparse.Namespace) -> int:
         raise TargetError("name a dead letter ID (see `hekaton dlq list`), or --all")
     if args.id is not None and args.all:
         raise TargetError("name a dead letter ID or --all, not both")
-    if args.id is not None and not _DEAD_LETTER_ID.fullmatch(args.id):
+    if args.id is not None and not DEAD_LETTER_ID.fullmatch(args.id):
         raise Refusal(
             404,
-            f"no dead letter {args.id[:120]!r}: ids are letters, digits, '-' and '_' "
+            f"no dead letter {args.id[:120]!r}: ids are 'dl-' then letters, digits, '-' and '_' "
             "(like dl-9aa78f31a51d…); see `hekaton dlq list`",
         )
     if args.id is not None:

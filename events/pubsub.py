@@ -20,6 +20,10 @@ MAX_MESSAGE_ID = 500  # characters; Pub/Sub's own ids are short decimal strings
 # Set on a replayed dead letter: when the original was published. What orders pushes (a replay
 # of an old push must not count as the newest one).
 ORIGINAL_PUBLISH_TIME = "hekaton-original-publish-time"
+# A dead letter's id, as shared/dead_letters.py makes them: "dl-" and the dead-lettered message's
+# id when it is safe in a path and a document id, else a digest of it. One rule for the store, the
+# API's paths and the CLI.
+DEAD_LETTER_ID = re.compile(r"dl-[0-9A-Za-z][0-9A-Za-z_-]{0,99}")
 # Pub/Sub's rule for topic ids: 3-255 characters, starting with a letter.
 _TOPIC = re.compile(r"[A-Za-z][-A-Za-z0-9._~%+]{2,254}")
 

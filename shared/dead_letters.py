@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from datetime import datetime
 
-from events.pubsub import ORIGINAL_PUBLISH_TIME, PubSubMessage
+from events.pubsub import DEAD_LETTER_ID, ORIGINAL_PUBLISH_TIME, PubSubMessage
 from shared.commands import Refused
 from shared.deps import Deps
 from shared.logs import get_logger
@@ -29,7 +28,6 @@ REPLAY_OF = "hekaton-replay-of"
 MAX_EXCERPT = 300  # characters shown in listings
 MAX_KEPT_DATA = 512 * 1024  # bytes kept for replay; Firestore documents stop at 1 MiB
 MAX_ATTRIBUTE = 1024  # characters of one attribute value (Pub/Sub's own limit on values)
-_SAFE_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,99}")
 
 log = get_logger("dead_letters")
 
@@ -44,7 +42,8 @@ def dead_letter_id(message: PubSubMessage) -> str:
     attributes = message.attributes
     if SOURCE_SUBSCRIPTION not in attributes:
         raw = message.message_id
-        return f"dl-{raw}" if _SAFE_ID.fullmatch(raw) else f"dl-{_digest(raw.encode())}"
+        kept = f"dl-{raw}"
+        return kept if DEAD_LETTER_ID.fullmatch(kept) else f"dl-{_digest(raw.encode())}"
     original = {k: v for k, v in attributes.items() if not k.startswith(_PREFIX)}
     identity = json.dumps(
         [attributes[SOURCE_SUBSCRIPTION], attributes.get(PUBLISH_TIME), sorted(original.items())]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from events.pubsub import DEAD_LETTER_ID
 from events.steps import ROLLOUT_ID, SERVICE_NAME
 from shared.commands import Refused
 
@@ -15,7 +15,6 @@ MAX_DEPTH = 32  # nesting of a JSON body
 MAX_STRING = 64 * 1024  # characters of any one string in a body
 _SERVICE = SERVICE_NAME
 _ROLLOUT = ROLLOUT_ID
-_DEAD_LETTER = re.compile(r"dl-[0-9A-Za-z_-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ def rollout_ref(text: str) -> str:
 
 def dead_letter_ref(text: str) -> str:
     """A path segment that can be a dead letter's id; 404 otherwise, nothing looked up."""
-    if not _DEAD_LETTER.fullmatch(text):
+    if not DEAD_LETTER_ID.fullmatch(text):
         raise Refused("not_found", f"{text[:80]!r} is not a dead letter id (they look like dl-…)")
     return text
 

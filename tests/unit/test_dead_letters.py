@@ -13,16 +13,23 @@ from cloudevents.http import CloudEvent
 from google.api_core import exceptions as google_errors
 
 from cli.main import main
-from events.pubsub import ORIGINAL_PUBLISH_TIME, PUBSUB_EVENT_TYPE, PubSubMessage
+from events.pubsub import DEAD_LETTER_ID, ORIGINAL_PUBLISH_TIME, PUBSUB_EVENT_TYPE, PubSubMessage
 from events.steps import DEAD_LETTER_TOPIC, STEP_TOPICS, StepType
 from functions._runtime import handle_pubsub
 from functions.control import public
 from functions.dead_letter import record
 from functions.manifest import FUNCTIONS, SERVICE_ACCOUNTS, topic_for_subscription
 from shared.api import control
-from shared.api.http import ApiRequest
+from shared.api.http import ApiRequest, dead_letter_ref
 from shared.api.serve import serve
-from shared.dead_letters import CLAIM_SECONDS, MAX_EXCERPT, MAX_KEPT_DATA, REPLAY_OF, replay
+from shared.dead_letters import (
+    CLAIM_SECONDS,
+    MAX_EXCERPT,
+    MAX_KEPT_DATA,
+    REPLAY_OF,
+    dead_letter_id,
+    replay,
+)
 from shared.errors import RetryableError
 from shared.model import ReplayClaim
 from shared.phases import Phase
@@ -345,7 +352,7 @@ def test_replay_needs_exactly_one_of_an_id_and_all(
     assert says in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bad", ["a/../b", "..", "dl-x/replay", "__x__", "dl x", "é"])
+@pytest.mark.parametrize("bad", ["a/../b", "..", "dl-x/replay", "__x__", "dl x", "é", "abc"])
 def test_a_malformed_id_is_refused_by_the_cli_before_any_call(
     bad: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -353,7 +360,16 @@ def test_a_malformed_id_is_refused_by_the_cli_before_any_call(
     monkeypatch.setenv("HEKATON_STATE_DIR", "/nonexistent/hekaton-state")  # no stack to call
     assert main(["dlq", "replay", bad]) == 1
     err = capsys.readouterr().err
-    assert f"refused: no dead letter {bad!r}: ids are letters, digits" in err
+    assert f"refused: no dead letter {bad!r}: ids are 'dl-' then letters, digits" in err
+
+
+@pytest.mark.parametrize("message_id", ["7", "a" * 100, "x/../y", "é" * 3, "b" * 101])
+def test_every_id_the_store_makes_is_one_the_api_and_the_cli_take(message_id: str) -> None:
+    """One rule: an id made from a long or unsafe message id still passes the API's path guard."""
+    made = dead_letter_id(PubSubMessage(data=b"{}", message_id=message_id))
+    assert DEAD_LETTER_ID.fullmatch(made)
+    assert dead_letter_ref(made) == made
+    assert (made == f"dl-{message_id}") == (message_id in ("7", "a" * 100))
 
 
 def test_a_replayed_push_keeps_its_place_behind_a_newer_push() -> None:

@@ -13,14 +13,15 @@ from shared.errors import RetryableError
 
 def publish_failure(project: str, topic: str, exc: BaseException) -> str:
     """What failed when publishing to `topic`, and what to check."""
+    from google.api_core import exceptions as google_errors  # imported when something failed
+
     what = f"publish to topic {topic} of project {project} failed ({type(exc).__name__}: {exc})"
-    kind = type(exc).__name__
-    if kind in ("PermissionDenied", "Forbidden"):
+    if isinstance(exc, google_errors.PermissionDenied | google_errors.Forbidden):
         return (
             f"{what}: this function's service account needs roles/pubsub.publisher on {topic} "
             "(`./deploy.sh gcp` grants what functions/manifest.py lists)"
         )
-    if kind == "NotFound":
+    if isinstance(exc, google_errors.NotFound):
         return f"{what}: the topic does not exist (`./deploy.sh gcp` creates it)"
     return f"{what}: check that Pub/Sub is reachable; will retry"
 

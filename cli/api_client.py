@@ -29,6 +29,14 @@ class Refusal(CommandError):
         self.status = status
 
 
+class Unavailable(CommandError):
+    """hekaton answered 5xx: it could not do it now (a dependency down), not a refusal."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def _url(target: Target, api: str) -> str:
     url = target.status_url if api == "read" else target.control_url
     if not url:
@@ -47,7 +55,7 @@ def request(
     key: str | None = None,
     timeout: float = 30.0,
 ) -> Any:
-    """One API call with the bearer token; the decoded JSON, or Refusal/CommandError."""
+    """One API call with the bearer token; the decoded JSON, or Refusal/Unavailable/CommandError."""
     base = _url(target, api)
     try:
         token = target.token(base)
@@ -80,6 +88,12 @@ def request(
             message = access_hint(response.status_code, message, base, api, ours=ours)
         elif response.status_code == 401 and not token:
             message = f"{message} ({NO_TOKEN})"
+        if response.status_code >= 500:
+            # Not hekaton saying no: it could not answer (Firestore or the cluster unreachable).
+            raise Unavailable(
+                response.status_code,
+                f"the {api} API at {base} could not answer ({response.status_code}): {message}",
+            )
         raise Refusal(response.status_code, message)
     return data if data is not None else {"error": response.text[:500]}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from cli.api_client import CommandError, Refusal, control, fetch
+from cli.api_client import CommandError, Refusal, Unavailable, control, fetch
 from cli.target import Target, TargetError, resolve
 from events.artifact_registry import split_image
 from events.errors import MalformedEvent
@@ -26,6 +26,7 @@ AT_DEADLINE = {
     "VALIDATING": "FAILED without a verdict by then",
 }
 ACCEPT_TIMEOUT = 30.0  # seconds for hekaton to start (or ignore) a pushed image
+START_GRACE = 10.0  # seconds `watch --rollout ID` waits for an id not started yet
 
 __all__ = ["CommandError", "Refusal", "fetch"]
 
@@ -113,6 +114,20 @@ def publish(
         ) from None
 
 
+class OutageNotice:
+    """While a command follows something, an API that cannot answer for a while is waited out
+    (the dependency behind it comes back), and said once on stderr rather than ending the command."""
+
+    def __init__(self) -> None:
+        self.said = False
+
+    def waited(self, exc: Unavailable) -> None:
+        """Say (once) that hekaton could not answer, and that the command goes on following."""
+        if not self.said:
+            print(f"  (still following: {exc})", file=sys.stderr, flush=True)
+            self.said = True
+
+
 def wait_for_rollout(
     target: Target,
     service: str,
@@ -134,8 +149,14 @@ def wait_for_rollout(
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
     last_figures_at = None
+    outage = OutageNotice()
     while time.monotonic() < deadline:
-        rollouts = fetch(target, f"/services/{service}/rollouts")["rollouts"]
+        try:
+            rollouts = fetch(target, f"/services/{service}/rollouts")["rollouts"]
+        except Unavailable as exc:
+            outage.waited(exc)
+            time.sleep(poll_seconds)
+            continue
         current = _pick(rollouts, since, rollout_id)
         if current is not None:
             rollout_id = current["id"]
@@ -175,9 +196,14 @@ def _follow(
     deadline = time.monotonic() + timeout
     path = f"/rollouts/{quote(rollout_id, safe='')}"
     after, last_shown_at = 0, ""
+    outage = OutageNotice()
     while time.monotonic() < deadline:
         try:
             current = fetch(target, f"{path}?after={after}")
+        except Unavailable as exc:
+            outage.waited(exc)
+            time.sleep(poll_seconds)
+            continue
         except Refusal as refusal:
             if refusal.status != 404:
                 raise
@@ -345,28 +371,39 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def expected_rollouts(target: Target, image: str, digest: str, message_id: str) -> dict[str, str]:
+    """The id of the rollout each service following the image's repository gets from this push."""
+    from shared.steps.ingest import rollout_id  # the ids ingest gives rollouts are deterministic
+
+    repository = split_image(image).repository
+    return {
+        s["service"]: rollout_id(s["service"], digest, message_id)
+        for s in fetch(target, "/services?limit=100")["services"]
+        if s["image_repository"] == repository and not s.get("deleted_at")
+    }
+
+
 def accepted(
     target: Target, image: str, digest: str, message_id: str, timeout: float = ACCEPT_TIMEOUT
 ) -> tuple[list[str], list[str]]:
     """Wait until hekaton started or ignored a pushed image: (rollout ids, ignore reasons)."""
-    from shared.steps.ingest import rollout_id  # the ids ingest gives rollouts are deterministic
-
-    repository = split_image(image).repository
-    followers = [
-        s["service"]
-        for s in fetch(target, "/services?limit=100")["services"]
-        if s["image_repository"] == repository and not s.get("deleted_at")
-    ]
-    expected = {name: rollout_id(name, digest, message_id) for name in followers}
+    expected = expected_rollouts(target, image, digest, message_id)
+    followers = list(expected)
     deadline = time.monotonic() + timeout
+    outage = OutageNotice()
     while time.monotonic() < deadline:
-        started = [rid for rid in expected.values() if _exists(target, rid)]
-        ignored = [
-            e["reason"]
-            for e in fetch(target, "/ignored?limit=100")["ignored"]
-            if e["function"] == "ingest"
-            and (e["message_id"] == message_id or e["message_id"].startswith(f"{message_id}-"))
-        ]
+        try:
+            started = [rid for rid in expected.values() if _exists(target, rid)]
+            ignored = [
+                e["reason"]
+                for e in fetch(target, "/ignored?limit=100")["ignored"]
+                if e["function"] == "ingest"
+                and (e["message_id"] == message_id or e["message_id"].startswith(f"{message_id}-"))
+            ]
+        except Unavailable as exc:
+            outage.waited(exc)
+            time.sleep(0.2)
+            continue
         if (started or ignored) and len(started) + len(ignored) >= max(1, len(followers)):
             return started, ignored
         time.sleep(0.2)
@@ -395,14 +432,36 @@ def _cmd_push(args: argparse.Namespace) -> int:
         )
     body = registry_message(args.image, delete=args.delete)
     message_id = publish_push(target, body)
+    digest = body["digest"].split("@", 1)[1]
     if args.no_wait or args.delete:
+        try:
+            expected = (
+                {} if args.delete else expected_rollouts(target, args.image, digest, message_id)
+            )
+        except CommandError:
+            expected = {}  # the push is out; only the hint of what to watch is missing
+        follow = "".join(
+            f"\nfollow it: hekaton watch {name} --rollout {rid}" for name, rid in expected.items()
+        )
         emit(
             args,
-            {"message_id": message_id, "published": body},
-            f"published to topic {REGISTRY_TOPIC}: {json.dumps(body)} (message {message_id})",
+            {"message_id": message_id, "published": body, "rollouts": expected},
+            f"published to topic {REGISTRY_TOPIC}: {json.dumps(body)} (message {message_id})"
+            + follow,
         )
         return 0
-    digest = body["digest"].split("@", 1)[1]
+    try:
+        return _follow_push(args, target, digest, message_id)
+    except CommandError as exc:
+        # The push is out: saying "refused" would invite a second one. Say what is known.
+        raise CommandError(
+            f"published {args.image} to topic {REGISTRY_TOPIC} as message {message_id}, but "
+            f"could not follow what hekaton made of it: {exc}; `hekaton status SERVICE` shows "
+            "it once hekaton answers (do not push again)"
+        ) from None
+
+
+def _follow_push(args: argparse.Namespace, target: Target, digest: str, message_id: str) -> int:
     started, ignored = accepted(target, args.image, digest, message_id)
     if not started:
         emit(
@@ -457,13 +516,24 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _named_rollout(target: Target, rollout_id: str) -> dict[str, Any]:
+    """The named rollout; an unknown id is an error after START_GRACE, not after the timeout."""
+    deadline = time.monotonic() + START_GRACE
+    while True:
+        try:
+            return dict(fetch(target, f"/rollouts/{quote(rollout_id, safe='')}"))
+        except Refusal as refusal:
+            if refusal.status != 404 or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.2)  # `push --no-wait` printed the id: ingest may not have started it yet
+
+
 def _cmd_watch(args: argparse.Namespace) -> int:
     target = resolve()
     status = fetch(target, f"/services/{quote(args.service, safe='')}")  # unknown: the error
     rollout_id = args.rollout
     if rollout_id is not None:
-        # An unknown id is said at once (it used to be waited for until the timeout).
-        named = fetch(target, f"/rollouts/{quote(rollout_id, safe='')}")
+        named = _named_rollout(target, rollout_id)
         if named.get("service") != args.service:
             raise CommandError(
                 f"rollout {rollout_id} is a rollout of {named.get('service')}, not {args.service}"

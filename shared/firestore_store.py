@@ -375,7 +375,7 @@ class FirestoreStore:
         )
         message = (
             f"Firestore {doing} got no answer within {self._timeout}s from {where}: check that it "
-            f"is up and reachable (timeout: HEKATON_FIRESTORE_TIMEOUT_SECONDS); will retry "
+            f"is up and reachable (timeout: HEKATON_FIRESTORE_TIMEOUT_SECONDS) "
             f"[{type(exc).__name__}: {detail[:200]}]"
         )
         log.error(message, extra={"dependency": "firestore"})

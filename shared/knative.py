@@ -83,7 +83,7 @@ class BoundedApiClient(k8s.ApiClient):
             )
             message = (
                 f"Kubernetes API at {host} {what}: check that the cluster is up and "
-                "HEKATON_KUBE_SERVER points at it (timeout: HEKATON_KUBE_TIMEOUT_SECONDS); will retry"
+                "HEKATON_KUBE_SERVER points at it (timeout: HEKATON_KUBE_TIMEOUT_SECONDS)"
             )
             log.error(message, extra={"dependency": "kubernetes", "host": host})
             raise RetryableError(message) from exc
@@ -128,7 +128,7 @@ def kube_call(what: str, fn: Any, *, missing_ok: bool = False, allow_conflict: b
         if exc.status == 409 and allow_conflict:
             raise RetryableError(f"{what}: created concurrently, will retry as an update") from exc
         if exc.status in (409, 429) or (exc.status or 0) >= 500:
-            raise RetryableError(f"{what} failed ({exc.status} {exc.reason}); will retry") from exc
+            raise RetryableError(f"{what} failed ({exc.status} {exc.reason})") from exc
         if exc.status == 404:
             raise GoneFromCluster(
                 f"{what}: not found in the cluster ({_status_message(exc)})"

@@ -23,7 +23,7 @@ def publish_failure(project: str, topic: str, exc: BaseException) -> str:
         )
     if isinstance(exc, google_errors.NotFound):
         return f"{what}: the topic does not exist (`./deploy.sh gcp` creates it)"
-    return f"{what}: check that Pub/Sub is reachable; will retry"
+    return f"{what}: check that Pub/Sub is reachable"
 
 
 def step_attributes(event: StepEvent) -> dict[str, str]:

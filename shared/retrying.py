@@ -23,5 +23,5 @@ def retry_on_conflict(attempt: Callable[[], T], *, what: str) -> T:
             log.info("lost a write race, re-evaluating", extra={"what": what, "attempt": number})
             last = exc
     raise RetryableError(
-        f"{what}: still contended after {MAX_ATTEMPTS} attempts; will retry"
+        f"{what}: still contended after {MAX_ATTEMPTS} attempts"
     ) from last

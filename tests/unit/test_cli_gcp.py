@@ -413,3 +413,13 @@ def test_a_local_only_command_refuses_deployment_flags(
 ) -> None:
     assert main(["--project", "my-proj-1", *command]) == 2
     assert f"`hekaton {command[0]}` works on the local stack only" in capsys.readouterr().err
+
+
+def test_a_503_is_an_outage_not_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hekaton could not answer (a dependency down): exit 2 with what failed, never "refused"."""
+    error = "Firestore read got no answer within 5.0s from project p: check it; try again"
+    _answer(monkeypatch, httpx.Response(503, json={"error": error}))
+    with pytest.raises(api_client.Unavailable) as raised:
+        api_client.fetch(_gcp(), "/services/iris")
+    assert not isinstance(raised.value, Refusal)
+    assert str(raised.value) == f"the read API at {STATUS} could not answer (503): {error}"

@@ -1,4 +1,4 @@
-"""`hekaton watch --rollout ID`: an unknown id is reported at once, not waited for."""
+"""`hekaton watch` and `push`: an unknown id is reported soon, an API outage is waited out."""
 
 from __future__ import annotations
 
@@ -9,27 +9,81 @@ from typing import Any
 import pytest
 
 from cli import rollout_commands
-from cli.rollout_commands import CommandError
+from cli.api_client import Refusal, Unavailable
 from cli.target import Target
 
 
-def test_watch_of_an_unknown_rollout_says_so_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watch_of_an_unknown_rollout_says_so_after_the_start_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     asked: list[str] = []
 
     def fetch(target: Target, path: str) -> Any:
         asked.append(path)
         if path.startswith("/rollouts/"):
-            raise CommandError("rollout 'nope' does not exist")
+            raise Refusal(404, "rollout 'nope' does not exist")
         return {"active_rollout": None, "last_rollout": None}
 
     monkeypatch.setattr(rollout_commands, "resolve", lambda: Target("p", "http://status"))
     monkeypatch.setattr(rollout_commands, "fetch", fetch)
+    monkeypatch.setattr(rollout_commands, "START_GRACE", 0.5)
     started = time.monotonic()
     args = argparse.Namespace(service="iris", rollout="nope", timeout=600.0)
-    with pytest.raises(CommandError, match="does not exist"):
+    with pytest.raises(Refusal, match="does not exist"):
         rollout_commands._cmd_watch(args)
-    assert time.monotonic() - started < 1
-    assert asked == ["/services/iris", "/rollouts/nope"]
+    assert time.monotonic() - started < 5  # the grace, not the 600 s timeout
+    assert asked[0] == "/services/iris" and set(asked[1:]) == {"/rollouts/nope"}
+    assert len(asked) >= 3  # asked again within the grace: a just-pushed image may start it
+
+
+def test_a_push_published_while_hekaton_cannot_answer_says_it_was_published(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Firestore down after the publish: exit 2 naming the message, never "refused"."""
+    outage = Unavailable(503, "the read API at http://status could not answer (503): down")
+
+    def fetch(target: Target, path: str) -> Any:
+        raise outage
+
+    monkeypatch.setattr(rollout_commands, "resolve", lambda: Target("p", "http://status"))
+    monkeypatch.setattr(rollout_commands, "fetch", fetch)
+    monkeypatch.setattr(rollout_commands, "publish_push", lambda _t, _body: "m-42")
+    args = argparse.Namespace(
+        image="us-docker.pkg.dev/demo/models/iris:v2",
+        delete=False,
+        no_wait=False,
+        timeout=1.0,
+        json=False,
+    )
+    assert rollout_commands.guard(rollout_commands._cmd_push)(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: published us-docker.pkg.dev/demo/models/iris:v2")
+    assert "as message m-42" in err and "do not push again" in err and "(503)" in err
+    assert "refused" not in err
+
+
+def test_following_waits_an_outage_out_and_says_so_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    answers: list[Any] = [
+        Unavailable(503, "the read API could not answer (503): Firestore down"),
+        Unavailable(503, "the read API could not answer (503): Firestore down"),
+        {"phase": "PROMOTED", "decisions": []},
+        {"id": "r-1", "phase": "PROMOTED", "decisions": []},
+    ]
+
+    def fetch(target: Target, path: str) -> Any:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(rollout_commands, "fetch", fetch)
+    ended = rollout_commands.wait_for_rollout(
+        Target("p", "http://status"), "iris", rollout_id="r-1", timeout=30, poll_seconds=0.01
+    )
+    assert ended["phase"] == "PROMOTED" and answers == []
+    assert capsys.readouterr().err.count("still following") == 1
 
 
 def test_list_commands_follow_the_cursors(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

@@ -8,11 +8,9 @@ from typing import Any
 from urllib.parse import quote
 
 from cli.api_client import Refusal, control
-from cli.rollout_commands import emit, fetch_pages, guard, one_line
+from cli.rollout_commands import MAX_LISTED, emit, fetch_pages, guard, how_many, one_line
 from cli.target import TargetError, resolve
 from events.pubsub import DEAD_LETTER_ID
-
-MAX_LISTED = 10_000  # `replay --all` looks at this many dead letters at most
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -88,7 +86,7 @@ def register(subparsers: Any) -> None:
     dlq = subparsers.add_parser("dlq", help="dead letters: list them, replay them once fixed")
     commands = dlq.add_subparsers(dest="dlq_command", metavar="COMMAND", required=True)
     p = commands.add_parser("list", help="what was dead-lettered, from where, after how many tries")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=how_many(MAX_LISTED), default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=guard(_list))
     p = commands.add_parser("replay", help="republish dead letters to their original topic")

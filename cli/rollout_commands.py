@@ -26,6 +26,7 @@ AT_DEADLINE = {
     "VALIDATING": "FAILED without a verdict by then",
 }
 ACCEPT_TIMEOUT = 30.0  # seconds for hekaton to start (or ignore) a pushed image
+MAX_LISTED = 10_000  # items a listing (`services`, `ignored`, `dlq list`) fetches at most
 START_GRACE = 10.0  # seconds `watch --rollout ID` waits for an id not started yet
 
 __all__ = ["CommandError", "Refusal", "fetch"]
@@ -112,6 +113,22 @@ def publish(
         raise CommandError(
             f"cannot publish to {where}: no such topic (has `./deploy.sh gcp` run there?)"
         ) from None
+
+
+def how_many(highest: int) -> Any:
+    """An argparse type for `--limit`: a whole number from 1 to `highest` (0 would list nothing
+    and call that empty)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not 1 <= value <= highest:
+            raise argparse.ArgumentTypeError(f"must be between 1 and {highest}, got {value}")
+        return value
+
+    return parse
 
 
 class OutageNotice:
@@ -650,7 +667,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_guard(_cmd_status))
     p = subparsers.add_parser("history", help="a service's rollouts, newest first, with decisions")
     p.add_argument("service")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=how_many(100), default=20)
     p.add_argument("--cursor", help="next page (printed at the end of a full page)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guard(_cmd_history))
@@ -663,13 +680,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guard(_cmd_watch))
     p = subparsers.add_parser("services", help="registered services, their stable revision")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=how_many(MAX_LISTED), default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guard(_cmd_services))
     p = subparsers.add_parser(
         "ignored", help="messages and requests hekaton refused or ignored, newest first, and why"
     )
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=how_many(MAX_LISTED), default=20)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guard(_cmd_ignored))
     p = subparsers.add_parser(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,9 @@ from shared.ignoring import record_ignored
 from shared.settings import Settings
 
 _deps: Deps | None = None
+_framework_logger_adopted = False
+# Set on an exception hekaton logged (with what to check) before letting it end the request.
+LOGGED = "hekaton_logged"
 
 
 def deps() -> Deps:
@@ -46,6 +50,7 @@ def handle_pubsub(
     failures raise so Pub/Sub redelivers (and, after the subscription's limit, dead-letters).
     """
     d = dependencies or deps()
+    _framework_logs_as_json()
     event_id = _attr(cloud_event, "id") or "unknown"
     event_type = _attr(cloud_event, "type")
     if event_type != PUBSUB_EVENT_TYPE:
@@ -117,8 +122,10 @@ def _run(
             exc,
             extra={"message_id": message.message_id},
         )
+        setattr(exc, LOGGED, True)
         raise
-    except Exception:
+    except Exception as exc:
+        setattr(exc, LOGGED, True)
         log.exception(
             "%s failed on message %s with an unexpected error; Pub/Sub will redeliver it. Check "
             "the stack trace, the function's settings (HEKATON_*), and that Firestore, Pub/Sub "
@@ -129,6 +136,33 @@ def _run(
         )
         raise
     return None
+
+
+def _framework_logs_as_json() -> None:
+    """Send Flask's own log records through hekaton's JSON handler, minus what hekaton logged.
+
+    An exception ending the request is how a retryable error makes Pub/Sub redeliver, and Flask
+    logs each one as a multi-line text traceback on stderr: that broke "one JSON object per line",
+    and repeated what hekaton had already logged with what to check.
+    """
+    global _framework_logger_adopted
+    if _framework_logger_adopted:
+        return
+    import flask
+
+    handlers = logging.getLogger("hekaton").handlers
+    if not handlers or not flask.has_app_context():
+        return  # hekaton's logging is not set up here (a test's own), or no Flask app: leave it
+    framework = flask.current_app.logger
+    framework.handlers = list(handlers)
+    framework.propagate = False
+    framework.addFilter(_not_logged_already)
+    _framework_logger_adopted = True
+
+
+def _not_logged_already(record: logging.LogRecord) -> bool:
+    """Keep a record unless it is about an exception hekaton logged before it ended the request."""
+    return not (record.exc_info and getattr(record.exc_info[1], LOGGED, False))
 
 
 def _attr(cloud_event: Any, name: str) -> str | None:

@@ -42,6 +42,12 @@ def test_a_spec_file_is_read_and_a_bad_field_is_named(tmp_path: Path) -> None:
     assert all_faults().kinds() == ["delivery", "crash", "kube", "firestore"]
 
 
+def test_the_documented_spec_file_is_exactly_what_faults_all_injects() -> None:
+    documented = Path(__file__).resolve().parents[2] / "examples" / "faults.yaml"
+    assert load_spec(str(documented)) == load_spec("all")
+    assert load_spec(str(documented), seed=5) == load_spec("all", seed=5)
+
+
 def test_delivery_plans_are_seeded_and_at_their_rates() -> None:
     faults = DeliveryFaults(duplicate=0.1, reorder=0.2, delay=0.3, fail=0.1)
     plans = [plan_delivery(Dice(5, "delivery"), faults) for _ in range(1)]

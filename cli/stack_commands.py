@@ -260,13 +260,14 @@ def _cmd_ps(args: argparse.Namespace) -> int:
         return 0
     running = state.running()
     _say(f"stack {state.status}, started {state.started_at}")
-    _say(f"  {'component':<12} {'pid':>7}  {'state':<8} {'start-up':>8} {'memory':>8}  url")
+    width = max([len("component"), *map(len, state.components)])  # names differ in length
+    _say(f"  {'component':<{width}} {'pid':>7}  {'state':<8} {'start-up':>8} {'memory':>8}  url")
     for name, record in state.components.items():
         alive = running[name]
         rss = group_rss_bytes(record.group.pgid) / 2**20 if alive else 0.0
         seconds = f"{record.startup_seconds:.2f}s" if record.startup_seconds is not None else "-"
         _say(
-            f"  {name:<12} {record.group.pid:>7}  {'running' if alive else 'exited':<8} "
+            f"  {name:<{width}} {record.group.pid:>7}  {'running' if alive else 'exited':<8} "
             f"{seconds:>8} {rss:>6.0f}MB  {record.url or '-'}"
         )
     return 0 if state.is_up() else 1

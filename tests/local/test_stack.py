@@ -638,6 +638,8 @@ def test_up_detach_env_refusal_ps_and_down(cli: Cli) -> None:
 
     ps = cli.run("ps")
     assert ps.returncode == 0 and ps.stdout.count("running") == len(expected)
+    rows = [line for line in ps.stdout.splitlines() if " running " in line]
+    assert len({line.index(" running ") for line in rows}) == 1  # columns line up, long names too
 
     down = cli.run("down")
     assert down.returncode == 0, down.stderr

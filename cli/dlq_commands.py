@@ -12,6 +12,12 @@ from cli.rollout_commands import MAX_LISTED, emit, fetch_pages, guard, how_many,
 from cli.target import TargetError, resolve
 from events.pubsub import DEAD_LETTER_ID
 
+# A replay is only published; what it does is the receiving function's call.
+AFTER_REPLAY = (
+    "(a step whose rollout moved on meanwhile, e.g. finished by the tick once the dependency came "
+    "back, drops it as stale: `hekaton ignored` shows that)"
+)
+
 
 def _list(args: argparse.Namespace) -> int:
     items = fetch_pages(resolve(), "/dead-letters", "dead_letters", args.limit)
@@ -53,7 +59,7 @@ def _replay(args: argparse.Namespace) -> int:
         emit(
             args,
             answer,
-            f"replayed {args.id} to {done['topic']} as message {done['message_id']}",
+            f"replayed {args.id} to {done['topic']} as message {done['message_id']}\n{AFTER_REPLAY}",
         )
         return 0
     candidates = [
@@ -77,6 +83,8 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"refused: {r['id']}: {r['reason']}", file=sys.stderr)
     if not candidates:
         lines.append("no dead letters to replay (replayed ones need --force)")
+    elif replayed:
+        lines.append(AFTER_REPLAY)
     emit(args, {"replayed": replayed, "refused": refused}, "\n".join(lines))
     return 1 if refused else 0
 

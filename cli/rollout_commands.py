@@ -500,9 +500,23 @@ def follow_rollout(args: argparse.Namespace, target: Target, rollout_id: str) ->
         if not args.json:
             print(render_decision(decision), flush=True)
 
-    def progress(_rollout: dict[str, Any], figures: dict[str, Any]) -> None:
-        if not args.json:
-            print(render_progress(figures), flush=True)
+    shown = {"figures": "", "hint": False}
+
+    def progress(rollout: dict[str, Any], figures: dict[str, Any]) -> None:
+        line = render_figures(figures)
+        if args.json or line == shown["figures"]:
+            return  # the same figures again (no traffic yet): one line says it
+        shown["figures"] = line
+        print(render_progress(figures), flush=True)
+        measured = figures.get("candidate") is not None and not figures.get("problem")
+        if measured and not shown["hint"] and not figures["candidate"].get("requests"):
+            shown["hint"] = True
+            print(
+                f"  (no request has reached the candidate yet: the analysis judges user traffic; "
+                f"on the local stack `hekaton load {rollout.get('service') or 'SERVICE'}` sends "
+                "some)",
+                flush=True,
+            )
 
     ended = wait_for_rollout(
         target,

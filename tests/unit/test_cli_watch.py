@@ -143,3 +143,34 @@ def test_following_a_rollout_never_prints_figures_older_than_a_decision_shown(
         poll_seconds=0,
     )
     assert printed == ["01.000", "live 02.000", "24.501", "25.000"]
+
+
+def test_the_same_figures_print_once_and_no_traffic_says_how_to_send_some(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    def figures(at: str, requests: int) -> dict[str, Any]:
+        return {
+            "at": f"2026-12-01T10:00:{at}+00:00",
+            "percent": 10,
+            "verdict": "continue",
+            "reason": "no candidate traffic yet" if not requests else f"{requests} requests",
+            "candidate": {"requests": requests, "errors": 0, "slow": 0},
+        }
+
+    def follow(*_args: Any, on_progress: Any, **_kwargs: Any) -> dict[str, Any]:
+        rollout = {"id": "r-1", "service": "iris"}
+        for f in (figures("01", 0), figures("02", 0), figures("03", 0), figures("04", 12)):
+            on_progress(rollout, f)
+        return {"id": "r-1", "phase": "PROMOTED", "reason": "done"}
+
+    monkeypatch.setattr(rollout_commands, "wait_for_rollout", follow)
+    args = argparse.Namespace(json=False, timeout=10.0)
+    rollout_commands.follow_rollout(args, Target("p", "http://status"), "r-1")
+
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if "analysing" in line] == [
+        line for line in lines if "no candidate traffic yet" in line or "12 requests" in line
+    ]
+    assert sum("no candidate traffic yet" in line for line in lines) == 1
+    assert sum("12 requests" in line for line in lines) == 1
+    assert sum("`hekaton load iris` sends some" in line for line in lines) == 1

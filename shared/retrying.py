@@ -22,6 +22,4 @@ def retry_on_conflict(attempt: Callable[[], T], *, what: str) -> T:
         except PreconditionFailed as exc:
             log.info("lost a write race, re-evaluating", extra={"what": what, "attempt": number})
             last = exc
-    raise RetryableError(
-        f"{what}: still contended after {MAX_ATTEMPTS} attempts"
-    ) from last
+    raise RetryableError(f"{what}: still contended after {MAX_ATTEMPTS} attempts") from last

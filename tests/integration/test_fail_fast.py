@@ -200,7 +200,8 @@ def test_healthz_names_each_dependency_that_is_down(
     stall: Stall, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Real probes: Firestore where nothing listens, a stalling Kubernetes API → 503, both named."""
-    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{closed_port()}")
+    nothing = closed_port()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{nothing}")
     settings = Settings(
         project="hekaton-fail-fast",
         kube_server=f"http://127.0.0.1:{stall.port}",
@@ -212,4 +213,17 @@ def test_healthz_names_each_dependency_that_is_down(
     print(f"/healthz answered {response.status} in {time.monotonic() - started:.2f}s")
     assert response.status == 503
     assert response.body["ok"] is False
-    assert set(response.body["down"]) == {"firestore", "kubernetes"}
+    down = response.body["down"]
+    assert set(down) == {"firestore", "kubernetes"}
+    # Each reason says where, how long the check waited and its setting, and what to check.
+    assert down["firestore"].startswith(
+        f"Firestore emulator at 127.0.0.1:{nothing} (FIRESTORE_EMULATOR_HOST) gave no answer "
+        f"(this check waits {TIMEOUT:g}s: HEKATON_HEALTH_TIMEOUT_SECONDS): check that it is up"
+    )
+    assert down["kubernetes"].startswith(
+        f"Kubernetes API at http://127.0.0.1:{stall.port} (HEKATON_KUBE_SERVER) gave no answer "
+        f"(this check waits {TIMEOUT:g}s: HEKATON_HEALTH_TIMEOUT_SECONDS): check that the cluster"
+    )
+    assert "HEKATON_KUBE_TIMEOUT_SECONDS" not in down["kubernetes"]
+    assert set(response.body["seconds"]) == {"firestore", "kubernetes"}  # the down ones too
+    assert response.body["seconds"]["kubernetes"] >= TIMEOUT * 0.9  # the stall, measured

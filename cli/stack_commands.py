@@ -77,8 +77,22 @@ def _report_failure(exc: stack.StackStartFailed) -> None:
     _err("everything that had started was stopped again; nothing is left running.")
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+class _CtrlC:
+    """Ctrl-C (or SIGTERM, SIGHUP) during start-up aborts it; once the stack is up, it asks the
+    foreground loop to stop it, so a Ctrl-C right after "up" is an ordinary stop, not an abort."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.stop = threading.Event()
+
+    def started(self) -> None:
+        """The stack is up: from now on a signal stops it."""
+        self.up = True
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.up:
+            raise KeyboardInterrupt
+        self.stop.set()
 
 
 @contextmanager
@@ -133,9 +147,13 @@ def _cmd_up(args: argparse.Namespace) -> int:
         _err("nothing was started.")
         return 2
     supervisor = None if args.detach else os.getpid()
+    ctrl_c = _CtrlC()
     try:
-        with _signal_handlers(_raise_interrupt):
-            started = stack.up(options, progress=_say, supervisor_pid=supervisor)
+        with _signal_handlers(ctrl_c):
+            started = stack.up(
+                options, progress=_say, supervisor_pid=supervisor, on_up=ctrl_c.started
+            )
+            return _after_up(args, started, ctrl_c.stop)
     except stack.StackAlreadyUp as exc:
         _err(f"error: stack already up (started {exc.state.started_at}); nothing changed.")
         _err(describe(exc.state))
@@ -154,20 +172,21 @@ def _cmd_up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _err("interrupted during start-up; everything that had started was stopped.")
         return 130
+
+
+def _after_up(args: argparse.Namespace, started: stack.StartedStack, stop: threading.Event) -> int:
     _say(timing_line(started.state))
     _say(describe(started.state))
     if args.detach:
         _say('use it from a shell:  eval "$(hekaton env)"')
         _say("stop it:              hekaton down")
         return 0
-    return _run_foreground(started)
+    return _run_foreground(started, stop)
 
 
-def _run_foreground(started: stack.StartedStack) -> int:
+def _run_foreground(started: stack.StartedStack, stop: threading.Event) -> int:
     _say("running in the foreground; press Ctrl-C to stop everything")
-    stop = threading.Event()
-    with _signal_handlers(lambda signum, frame: stop.set()):
-        dead = stack.supervise(started, stop=stop)
+    dead = stack.supervise(started, stop=stop)
     if dead is None:
         began = time.monotonic()
         started.stop()

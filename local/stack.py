@@ -208,6 +208,20 @@ def _signals_deferred() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM/SIGHUP back (pending, not lost) while the block runs, then deliver them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+
 # --- starting -----------------------------------------------------------------------------------
 
 
@@ -483,9 +497,12 @@ def up(
     plan: Sequence[PlanStep] | None = None,
     progress: Progress | None = None,
     supervisor_pid: int | None = None,
+    on_up: Callable[[], None] | None = None,
 ) -> StartedStack:
     """Start the stack and return once every component is healthy.
 
+    `on_up` runs as the record says "up", with signals held until it returned: a Ctrl-C from then
+    on finds the caller ready to stop a stack that is up, not one still starting.
     Raises StackAlreadyUp (nothing changed), MissingComponent (nothing started) or
     StackStartFailed (everything already started has been stopped again).
     """
@@ -494,7 +511,7 @@ def up(
     with state_lock(options.state_dir):
         _clear_previous(options.state_dir, progress)
         _preflight(steps)
-        return _start(options, steps, progress, supervisor_pid)
+        return _start(options, steps, progress, supervisor_pid, on_up)
 
 
 def _start(
@@ -502,6 +519,7 @@ def _start(
     steps: Sequence[PlanStep],
     progress: Progress | None,
     supervisor_pid: int | None,
+    on_up: Callable[[], None] | None = None,
 ) -> StartedStack:
     started = time.monotonic()
     run = _PlanRun(
@@ -522,7 +540,10 @@ def _start(
                 options.state_dir / KUBECONFIG_FILE, state.exports["kube_server"]
             )
             state = replace(state, kubeconfig=str(kubeconfig))
-        write_state(state)
+        with _signals_held():
+            write_state(state)
+            if on_up is not None:
+                on_up()
     except BaseException:
         with _signals_deferred():
             run.stop_all()

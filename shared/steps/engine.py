@@ -197,20 +197,32 @@ def event_applies(rollout: Rollout, event: StepEvent) -> str | None:
     return None
 
 
+@dataclass
+class _Attempts:
+    """What one worker did across its attempts at one event (a lost write race tries again)."""
+
+    count: int = 0
+    touched_traffic: bool = False
+    context: StepContext | None = None  # what the last plan was made from
+    plan: Plan | None = None
+
+
 def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepReport:
     """Apply `act` to the rollout named by the event, under at-least-once delivery."""
-    touched = {"traffic": False}
-    attempts = {"count": 0}
-    acted: dict[str, Any] = {}  # the context this worker acted on and the plan it made
+    done = _Attempts()
 
     def attempt() -> StepReport:
-        attempts["count"] += 1
+        done.count += 1
         loaded = deps.store.get_rollout(event.rollout_id)
         if loaded is None:
             return StepReport("unknown-rollout", event.rollout_id, detail="no such rollout")
         rollout = loaded.value
-        earlier: StepContext | None = acted.get("context")
-        if earlier is not None and only_re_emitted(earlier.rollout, rollout):
+        earlier, planned = done.context, done.plan
+        if (
+            earlier is not None
+            and planned is not None
+            and only_re_emitted(earlier.rollout, rollout)
+        ):
             # Only the tick wrote meanwhile, marking this very step emitted: it publishes a copy of
             # a due step its timer woke too, or of one that ran past the lost-event grace. Our plan
             # still holds, so it is committed and the copy will be stale; dropping our work instead
@@ -221,9 +233,9 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
                     "the tick re-emitted this step while it ran; committing its plan",
                     extra={"rollout": rollout.id, "service": rollout.service, "event": event.id},
                 )
-                return finish(acted["plan"], loaded.version, service, rollout)
+                return finish(planned, loaded.version, service, rollout)
         stale = event_applies(rollout, event)
-        if stale is None and attempts["count"] > 1 and not touched["traffic"]:
+        if stale is None and done.count > 1 and not done.touched_traffic:
             # We lost a write race on this very phase and step: whoever won either moved the
             # rollout on (and published what comes next), scheduled its next check (the tick
             # brings it back), or is the tick publishing it. Redoing the step now would only
@@ -232,7 +244,7 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
             # and leaves the Service as the state it commits wants.
             stale = "another worker acted on this step first"
         if stale is not None:
-            if touched["traffic"] or rollout.phase is Phase.DELETED:
+            if done.touched_traffic or rollout.phase is Phase.DELETED:
                 # We moved traffic, then lost the race: put traffic where the winner wants it. A
                 # rollout ended by a delete may have had its Service re-created by a step that read
                 # it before the delete was written (and crashed before its own write): removed again.
@@ -274,8 +286,8 @@ def run_step(deps: Deps, event: StepEvent, act: Act, *, source: str) -> StepRepo
             # failed right after the commit: asking again is free (the task name is the same).
             schedule_wake_up(deps, rollout, cause=event.cause)
             return StepReport("waiting", rollout.id, rollout.phase.value, "not due yet")
-        touched["traffic"] = touched["traffic"] or plan.touched_traffic
-        acted.update(context=context, plan=plan)
+        done.touched_traffic = done.touched_traffic or plan.touched_traffic
+        done.context, done.plan = context, plan
         crashpoints.reach(crashpoints.AFTER_KUBE)
         return finish(plan, loaded.version, service, rollout)
 

@@ -42,10 +42,9 @@ def patiently(call: Callable[[], T], *, what: str, deadline: float = CALL_DEADLI
     while True:
         try:
             return call()
-        except Refusal as refusal:
-            if refusal.status < 500 or time.monotonic() >= ends:
-                raise
-        except CommandError:
+        except Refusal:
+            raise  # hekaton said no (4xx): asking again would change nothing
+        except CommandError:  # unreachable, or an outage (5xx: Unavailable)
             if time.monotonic() >= ends:
                 raise
         time.sleep(POLL_SECONDS)  # poll pace of a retried call, not a race-hiding wait

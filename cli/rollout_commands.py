@@ -547,9 +547,11 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _named_rollout(target: Target, rollout_id: str) -> dict[str, Any]:
-    """The named rollout; an unknown id is an error after START_GRACE, not after the timeout."""
-    deadline = time.monotonic() + START_GRACE
+def _named_rollout(target: Target, service: str, rollout_id: str) -> dict[str, Any]:
+    """The named rollout; an unknown id is an error after START_GRACE (at once if it cannot be one
+    of the service's: theirs all start with its name), never after the whole timeout."""
+    grace = START_GRACE if rollout_id.startswith(f"{service}-") else 0.0
+    deadline = time.monotonic() + grace
     while True:
         try:
             return dict(fetch(target, f"/rollouts/{quote(rollout_id, safe='')}"))
@@ -564,7 +566,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     status = fetch(target, f"/services/{quote(args.service, safe='')}")  # unknown: the error
     rollout_id = args.rollout
     if rollout_id is not None:
-        named = _named_rollout(target, rollout_id)
+        named = _named_rollout(target, args.service, rollout_id)
         if named.get("service") != args.service:
             raise CommandError(
                 f"rollout {rollout_id} is a rollout of {named.get('service')}, not {args.service}"

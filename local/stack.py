@@ -208,20 +208,6 @@ def _signals_deferred() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold Ctrl-C/SIGTERM/SIGHUP back (pending, not lost) while the block runs, then deliver them."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-
-
 # --- starting -----------------------------------------------------------------------------------
 
 
@@ -501,8 +487,8 @@ def up(
 ) -> StartedStack:
     """Start the stack and return once every component is healthy.
 
-    `on_up` runs as the record says "up", with signals held until it returned: a Ctrl-C from then
-    on finds the caller ready to stop a stack that is up, not one still starting.
+    `on_up` runs once every component is healthy, just before the record says "up": from then on
+    the caller treats a Ctrl-C as stopping a stack that is up, not as aborting its start-up.
     Raises StackAlreadyUp (nothing changed), MissingComponent (nothing started) or
     StackStartFailed (everything already started has been stopped again).
     """
@@ -540,10 +526,11 @@ def _start(
                 options.state_dir / KUBECONFIG_FILE, state.exports["kube_server"]
             )
             state = replace(state, kubeconfig=str(kubeconfig))
-        with _signals_held():
-            write_state(state)
-            if on_up is not None:
-                on_up()
+        if on_up is not None:
+            # Before the record says "up": whoever reads it and sends Ctrl-C reaches a caller
+            # that stops a stack which is up, not one that aborts a start-up (and exits 130).
+            on_up()
+        write_state(state)
     except BaseException:
         with _signals_deferred():
             run.stop_all()

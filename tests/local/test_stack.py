@@ -328,6 +328,26 @@ def test_a_failing_setup_step_stops_what_was_started(options: stack.StackOptions
     assert processes_with_env("UPSTREAM", token) == []
 
 
+def test_on_up_runs_once_everything_is_healthy_and_before_the_record_says_up(
+    options: stack.StackOptions,
+) -> None:
+    """So a Ctrl-C sent on reading "up" reaches `hekaton up` ready to stop, not to abort."""
+    seen: list[str | None] = []
+
+    def on_up() -> None:
+        record = stack_state.load_state(options.state_dir)
+        seen.append(record.status if record else None)
+        seen.append(str(sorted(record.running().values()) if record else None))
+
+    started = stack.up(options, plan=[stack.ComponentGroup((idler("a"),))], on_up=on_up)
+    try:
+        assert seen == ["starting", "[True]"]  # every component running, the record not yet "up"
+        assert started.state.status == "up"
+        assert stack_state.load_state(options.state_dir).status == "up"  # type: ignore[union-attr]
+    finally:
+        started.stop()
+
+
 def test_a_component_that_never_gets_healthy_hits_its_deadline(options: stack.StackOptions) -> None:
     silent = "import time; time.sleep(60)"
     began = time.monotonic()

@@ -21,19 +21,27 @@ def test_watch_of_an_unknown_rollout_says_so_after_the_start_grace(
     def fetch(target: Target, path: str) -> Any:
         asked.append(path)
         if path.startswith("/rollouts/"):
-            raise Refusal(404, "rollout 'nope' does not exist")
+            raise Refusal(404, f"rollout {path.split('/')[-1]!r} does not exist")
         return {"active_rollout": None, "last_rollout": None}
 
     monkeypatch.setattr(rollout_commands, "resolve", lambda: Target("p", "http://status"))
     monkeypatch.setattr(rollout_commands, "fetch", fetch)
     monkeypatch.setattr(rollout_commands, "START_GRACE", 0.5)
     started = time.monotonic()
-    args = argparse.Namespace(service="iris", rollout="nope", timeout=600.0)
+    args = argparse.Namespace(service="iris", rollout="iris-0123456789ab-abcdef", timeout=600.0)
     with pytest.raises(Refusal, match="does not exist"):
         rollout_commands._cmd_watch(args)
     assert time.monotonic() - started < 5  # the grace, not the 600 s timeout
-    assert asked[0] == "/services/iris" and set(asked[1:]) == {"/rollouts/nope"}
+    assert asked[0] == "/services/iris"
+    assert set(asked[1:]) == {"/rollouts/iris-0123456789ab-abcdef"}
     assert len(asked) >= 3  # asked again within the grace: a just-pushed image may start it
+
+    # An id that cannot be iris's (they all start with "iris-") is refused at the first answer.
+    asked.clear()
+    args = argparse.Namespace(service="iris", rollout="nope", timeout=600.0)
+    with pytest.raises(Refusal, match="'nope' does not exist"):
+        rollout_commands._cmd_watch(args)
+    assert asked == ["/services/iris", "/rollouts/nope"]
 
 
 def test_a_push_published_while_hekaton_cannot_answer_says_it_was_published(

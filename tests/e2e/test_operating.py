@@ -66,8 +66,11 @@ def test_operating_a_rollout_through_the_cli_and_the_apis(e2e_stack: E2EStack) -
     assert "ignored: tag 'latest' does not match" in done.stdout
 
     # Rollback during a running v2 rollout: all traffic back on v1 within seconds.
-    assert stack.cli("push", "--no-wait", f"{REPOSITORY}:v2").returncode == 0
+    pushed = stack.cli("push", "--no-wait", f"{REPOSITORY}:v2")
+    assert pushed.returncode == 0, pushed.stderr
     running = wait_until(lambda: _at_10_percent(stack, v2), timeout=30, what="v2 at 10%")
+    # --no-wait named the rollout the push would start: the id ingest gave it.
+    assert f"follow it: hekaton watch {SERVICE} --rollout {running['id']}\n" in pushed.stdout
     asked = time.monotonic()
     done = stack.cli("rollback", SERVICE, "--reason", "test")
     assert done.returncode == 0, done.stderr

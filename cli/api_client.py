@@ -29,8 +29,12 @@ class Refusal(CommandError):
         self.status = status
 
 
+# What an API answers when a dependency is down or it is overloaded: worth waiting out.
+OUTAGE_STATUSES = (502, 503, 504)
+
+
 class Unavailable(CommandError):
-    """hekaton answered 5xx: it could not do it now (a dependency down), not a refusal."""
+    """hekaton answered 502/503/504: it could not do it now (a dependency down), not a refusal."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -88,11 +92,16 @@ def request(
             message = access_hint(response.status_code, message, base, api, ours=ours)
         elif response.status_code == 401 and not token:
             message = f"{message} ({NO_TOKEN})"
-        if response.status_code >= 500:
+        if response.status_code in OUTAGE_STATUSES:
             # Not hekaton saying no: it could not answer (Firestore or the cluster unreachable).
             raise Unavailable(
                 response.status_code,
                 f"the {api} API at {base} could not answer ({response.status_code}): {message}",
+            )
+        if response.status_code >= 500:
+            raise CommandError(
+                f"the {api} API at {base} failed ({response.status_code}): {message}; that is a "
+                "fault, not an outage: the function's log has the details"
             )
         raise Refusal(response.status_code, message)
     return data if data is not None else {"error": response.text[:500]}

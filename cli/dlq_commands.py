@@ -7,7 +7,7 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-from cli.api_client import Refusal, control
+from cli.api_client import Refusal, Unavailable, control
 from cli.rollout_commands import MAX_LISTED, emit, fetch_pages, guard, how_many, one_line
 from cli.target import TargetError, resolve
 from events.pubsub import DEAD_LETTER_ID
@@ -69,11 +69,17 @@ def _replay(args: argparse.Namespace) -> int:
     ]
     replayed: list[dict[str, Any]] = []
     refused: list[dict[str, str]] = []
-    for d in candidates:
+    left: list[str] = []  # not tried: hekaton stopped answering
+    outage: Unavailable | None = None
+    for n, d in enumerate(candidates):
         try:
             replayed.append(_replay_one(d["id"], args.force))
         except Refusal as exc:
             refused.append({"id": d["id"], "reason": str(exc)})
+        except Unavailable as exc:
+            # What was replayed must still be said, or a second --all --force would repeat it.
+            outage, left = exc, [c["id"] for c in candidates[n:]]
+            break
     lines = [
         f"replayed {a['dead_letter']['id']} to {a['replay']['topic']} "
         f"as message {a['replay']['message_id']}"
@@ -85,7 +91,15 @@ def _replay(args: argparse.Namespace) -> int:
         lines.append("no dead letters to replay (replayed ones need --force)")
     elif replayed:
         lines.append(AFTER_REPLAY)
-    emit(args, {"replayed": replayed, "refused": refused}, "\n".join(lines))
+    emit(args, {"replayed": replayed, "refused": refused, "not_tried": left}, "\n".join(lines))
+    if outage is not None:
+        print(
+            f"error: stopped after {len(replayed) + len(refused)} of {len(candidates)}: {outage}; "
+            f"not tried: {', '.join(left)} (`hekaton dlq replay --all` again once hekaton "
+            "answers: the replayed ones are skipped)",
+            file=sys.stderr,
+        )
+        return 2
     return 1 if refused else 0
 
 

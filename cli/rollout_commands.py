@@ -7,7 +7,9 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +29,7 @@ AT_DEADLINE = {
 }
 ACCEPT_TIMEOUT = 30.0  # seconds for hekaton to start (or ignore) a pushed image
 MAX_LISTED = 10_000  # items a listing (`services`, `ignored`, `dlq list`) fetches at most
-START_GRACE = 10.0  # seconds `watch --rollout ID` waits for an id not started yet
+START_GRACE = ACCEPT_TIMEOUT  # seconds `watch --rollout ID` waits for an id not started yet
 
 __all__ = ["CommandError", "Refusal", "fetch"]
 
@@ -131,18 +133,33 @@ def how_many(highest: int) -> Any:
     return parse
 
 
-class OutageNotice:
-    """While a command follows something, an API that cannot answer for a while is waited out
-    (the dependency behind it comes back), and said once on stderr rather than ending the command."""
+class Patient:
+    """The read API as a following command uses it: an answer saying hekaton cannot answer now
+    (503: a dependency down) is waited out until `deadline` (said once on stderr), then it is the
+    command's error; every other answer is returned or raised at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: Target, timeout: float, poll_seconds: float = 0.2) -> None:
+        self.target = target
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.poll_seconds = poll_seconds
         self.said = False
 
-    def waited(self, exc: Unavailable) -> None:
-        """Say (once) that hekaton could not answer, and that the command goes on following."""
-        if not self.said:
-            print(f"  (still following: {exc})", file=sys.stderr, flush=True)
-            self.said = True
+    def fetch(self, path: str) -> Any:
+        """GET `path`, waiting out an outage until the deadline."""
+        while True:
+            try:
+                return fetch(self.target, path)
+            except Unavailable as exc:
+                if time.monotonic() >= self.deadline:
+                    raise CommandError(
+                        f"hekaton could not answer within the {self.timeout:g}s this command "
+                        f"waits: {exc}"
+                    ) from None
+                if not self.said:
+                    print(f"  (waiting: {exc})", file=sys.stderr, flush=True)
+                    self.said = True
+                time.sleep(self.poll_seconds)
 
 
 def wait_for_rollout(
@@ -166,14 +183,9 @@ def wait_for_rollout(
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
     last_figures_at = None
-    outage = OutageNotice()
+    api = Patient(target, timeout, poll_seconds)
     while time.monotonic() < deadline:
-        try:
-            rollouts = fetch(target, f"/services/{service}/rollouts")["rollouts"]
-        except Unavailable as exc:
-            outage.waited(exc)
-            time.sleep(poll_seconds)
-            continue
+        rollouts = api.fetch(f"/services/{service}/rollouts")["rollouts"]
         current = _pick(rollouts, since, rollout_id)
         if current is not None:
             rollout_id = current["id"]
@@ -213,14 +225,10 @@ def _follow(
     deadline = time.monotonic() + timeout
     path = f"/rollouts/{quote(rollout_id, safe='')}"
     after, last_shown_at = 0, ""
-    outage = OutageNotice()
+    api = Patient(target, timeout, poll_seconds)
     while time.monotonic() < deadline:
         try:
-            current = fetch(target, f"{path}?after={after}")
-        except Unavailable as exc:
-            outage.waited(exc)
-            time.sleep(poll_seconds)
-            continue
+            current = api.fetch(f"{path}?after={after}")
         except Refusal as refusal:
             if refusal.status != 404:
                 raise
@@ -388,51 +396,48 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def expected_rollouts(target: Target, image: str, digest: str, message_id: str) -> dict[str, str]:
+def expected_rollouts(
+    get: Callable[[str], Any], image: str, digest: str, message_id: str
+) -> dict[str, str]:
     """The id of the rollout each service following the image's repository gets from this push."""
     from shared.steps.ingest import rollout_id  # the ids ingest gives rollouts are deterministic
 
     repository = split_image(image).repository
     return {
         s["service"]: rollout_id(s["service"], digest, message_id)
-        for s in fetch(target, "/services?limit=100")["services"]
+        for s in get("/services?limit=100")["services"]
         if s["image_repository"] == repository and not s.get("deleted_at")
     }
 
 
 def accepted(
-    target: Target, image: str, digest: str, message_id: str, timeout: float = ACCEPT_TIMEOUT
+    target: Target, image: str, digest: str, message_id: str, timeout: float | None = None
 ) -> tuple[list[str], list[str]]:
     """Wait until hekaton started or ignored a pushed image: (rollout ids, ignore reasons)."""
-    expected = expected_rollouts(target, image, digest, message_id)
+    timeout = ACCEPT_TIMEOUT if timeout is None else timeout
+    api = Patient(target, timeout)
+    expected = expected_rollouts(api.fetch, image, digest, message_id)
     followers = list(expected)
-    deadline = time.monotonic() + timeout
-    outage = OutageNotice()
-    while time.monotonic() < deadline:
-        try:
-            started = [rid for rid in expected.values() if _exists(target, rid)]
-            ignored = [
-                e["reason"]
-                for e in fetch(target, "/ignored?limit=100")["ignored"]
-                if e["function"] == "ingest"
-                and (e["message_id"] == message_id or e["message_id"].startswith(f"{message_id}-"))
-            ]
-        except Unavailable as exc:
-            outage.waited(exc)
-            time.sleep(0.2)
-            continue
+    while time.monotonic() < api.deadline:
+        started = [rid for rid in expected.values() if _exists(api, rid)]
+        ignored = [
+            e["reason"]
+            for e in api.fetch("/ignored?limit=100")["ignored"]
+            if e["function"] == "ingest"
+            and (e["message_id"] == message_id or e["message_id"].startswith(f"{message_id}-"))
+        ]
         if (started or ignored) and len(started) + len(ignored) >= max(1, len(followers)):
             return started, ignored
         time.sleep(0.2)
     raise CommandError(
         f"hekaton neither started nor ignored message {message_id} within {timeout:.0f}s "
-        "(is the stack's ingest function running? see `hekaton ps`)"
+        "(is the ingest function running? locally `hekaton ps`, in GCP its log)"
     )
 
 
-def _exists(target: Target, rollout_id: str) -> bool:
+def _exists(api: Patient, rollout_id: str) -> bool:
     try:
-        fetch(target, f"/rollouts/{quote(rollout_id, safe='')}?after=1000000")
+        api.fetch(f"/rollouts/{quote(rollout_id, safe='')}?after=1000000")
     except Refusal as refusal:
         if refusal.status == 404:
             return False
@@ -453,7 +458,9 @@ def _cmd_push(args: argparse.Namespace) -> int:
     if args.no_wait or args.delete:
         try:
             expected = (
-                {} if args.delete else expected_rollouts(target, args.image, digest, message_id)
+                {}
+                if args.delete
+                else expected_rollouts(partial(fetch, target), args.image, digest, message_id)
             )
         except CommandError:
             expected = {}  # the push is out; only the hint of what to watch is missing
@@ -547,14 +554,14 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _named_rollout(target: Target, service: str, rollout_id: str) -> dict[str, Any]:
+def _named_rollout(api: Patient, service: str, rollout_id: str) -> dict[str, Any]:
     """The named rollout; an unknown id is an error after START_GRACE (at once if it cannot be one
     of the service's: theirs all start with its name), never after the whole timeout."""
     grace = START_GRACE if rollout_id.startswith(f"{service}-") else 0.0
     deadline = time.monotonic() + grace
     while True:
         try:
-            return dict(fetch(target, f"/rollouts/{quote(rollout_id, safe='')}"))
+            return dict(api.fetch(f"/rollouts/{quote(rollout_id, safe='')}"))
         except Refusal as refusal:
             if refusal.status != 404 or time.monotonic() >= deadline:
                 raise
@@ -563,10 +570,11 @@ def _named_rollout(target: Target, service: str, rollout_id: str) -> dict[str, A
 
 def _cmd_watch(args: argparse.Namespace) -> int:
     target = resolve()
-    status = fetch(target, f"/services/{quote(args.service, safe='')}")  # unknown: the error
+    api = Patient(target, getattr(args, "timeout", 600.0))
+    status = api.fetch(f"/services/{quote(args.service, safe='')}")  # unknown: the error
     rollout_id = args.rollout
     if rollout_id is not None:
-        named = _named_rollout(target, args.service, rollout_id)
+        named = _named_rollout(api, args.service, rollout_id)
         if named.get("service") != args.service:
             raise CommandError(
                 f"rollout {rollout_id} is a rollout of {named.get('service')}, not {args.service}"

@@ -423,3 +423,12 @@ def test_a_503_is_an_outage_not_a_refusal(monkeypatch: pytest.MonkeyPatch) -> No
         api_client.fetch(_gcp(), "/services/iris")
     assert not isinstance(raised.value, Refusal)
     assert str(raised.value) == f"the read API at {STATUS} could not answer (503): {error}"
+
+
+def test_a_500_is_a_fault_reported_at_once_not_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    _answer(monkeypatch, httpx.Response(500, text="<html>Internal Server Error</html>"))
+    with pytest.raises(CommandError) as raised:
+        api_client.fetch(_gcp(), "/services/iris")
+    assert not isinstance(raised.value, Refusal | api_client.Unavailable)
+    assert "failed (500): HTTP 500: <html>Internal Server Error</html>" in str(raised.value)
+    assert "not an outage" in str(raised.value)

@@ -416,3 +416,33 @@ def test_a_replayed_push_keeps_its_place_behind_a_newer_push() -> None:
 
     assert world.only_rollout(digest_of("v2")).phase is Phase.SUPERSEDED
     assert world.traffic() == {world.revision("v3"): 100}
+
+
+def test_replay_all_meeting_an_outage_says_what_it_replayed_and_what_it_did_not(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli import dlq_commands
+    from cli.api_client import Unavailable
+    from cli.target import Target
+
+    listed = [{"id": f"dl-{n}", "replays": []} for n in (1, 2, 3)]
+    answers: list[Any] = [
+        {"dead_letter": {"id": "dl-1"}, "replay": {"topic": "hekaton-deploy", "message_id": "7"}},
+        Unavailable(503, "the control API could not answer (503): Firestore down"),
+    ]
+
+    def replay_one(dead_letter: str, force: bool) -> dict[str, Any]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return dict(answer)
+
+    monkeypatch.setattr(dlq_commands, "resolve", lambda: Target("p", "http://status"))
+    monkeypatch.setattr(dlq_commands, "fetch_pages", lambda *_a: listed)
+    monkeypatch.setattr(dlq_commands, "_replay_one", replay_one)
+
+    assert main(["dlq", "replay", "--all"]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("replayed dl-1 to hekaton-deploy as message 7\n")
+    assert "error: stopped after 1 of 3: the control API could not answer (503)" in err
+    assert "not tried: dl-2, dl-3" in err

@@ -134,6 +134,25 @@ def test_status_answers_when_the_cluster_does_not(world: World) -> None:
     assert body["active_rollout"]["phase"] == "SHIFTING"
 
 
+def test_a_bug_is_a_json_500_logged_with_its_trace_not_a_framework_traceback(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    world.store.get_service = broken  # type: ignore[method-assign]
+    status, body = get(world, "/services/iris")
+
+    assert status == 500
+    assert body == {"error": "internal error in hekaton: the function's log has the stack trace"}
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert (
+        record.getMessage()
+        == "unexpected error answering GET /services/iris; the stack trace says where"
+    )
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ZeroDivisionError)
+
+
 def test_ignored_messages_are_listed(world: World) -> None:
     """What was acknowledged without action is visible, newest first."""
     world.store.record_ignored(

@@ -709,10 +709,16 @@ def end_returning_traffic(
             raise
         # The candidate keeps the share hekaton last set: the record says so rather than 0 %.
         percent = before.traffic_percent
+        where = (
+            f"the candidate may still take {percent} % (as last recorded)"
+            if percent
+            else "the candidate took no user traffic, but its route entry may stay"
+        )
         note = (
-            f"traffic not returned: {bounded(str(refused), 300)}; the candidate may still take "
-            f"{percent} % until hekaton may patch the Service again (check its Role in the "
-            "namespace), then the tick's route repair returns it to the stable revision"
+            f"traffic not returned: {bounded(str(refused), 300)}; {where}; once hekaton may "
+            "patch the Service again (check its Role in the namespace), the tick's route repair "
+            "puts the stable route back within HEKATON_ROUTE_REPAIR_SECONDS of this ending, or "
+            f"`hekaton rollback {before.service} --to {ended.stable_revision}` does it at once"
         )
     ended, decision = end(note, percent)
     return Ended(ended, decision, False, note)

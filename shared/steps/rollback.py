@@ -14,13 +14,14 @@ from events.operator import parse_rollback_request
 from events.pubsub import PubSubMessage
 from shared.commands import CommandRequest, Refused, bounded
 from shared.deps import Deps
-from shared.errors import GoneFromCluster
+from shared.errors import GoneFromCluster, HekatonError
 from shared.model import Rollout, ServiceRecord
 from shared.phases import Outcome, Phase
 from shared.rollback_target import TargetRefused, check_target, name_target
-from shared.serving import STABLE_TAG, TrafficTarget
+from shared.serving import STABLE_TAG, TrafficTarget, same_routes
 from shared.steps.commands import CommandContext, CommandPlan, run_command
 from shared.steps.engine import first_entry
+from shared.steps.traffic import resting_traffic
 from shared.store import MUST_NOT_EXIST, Change
 
 SOURCE = "rollback"
@@ -62,14 +63,24 @@ def _target(ctx: CommandContext, known: list[Rollout]) -> str:
     return default
 
 
+def _routed_at_rest(ctx: CommandContext, record: ServiceRecord) -> bool:
+    """Whether the cluster routes the service as its record says it rests; when not (a return to
+    stable the cluster once refused), a rollback to the stable revision is the repair."""
+    view = ctx.deps.serving.get_service(record.namespace, record.name)
+    return view is None or same_routes(view.spec_traffic, resting_traffic(record, ctx.now))
+
+
 def _if_gone(ctx: CommandContext, record: ServiceRecord) -> str:
     """What to do instead when the Knative Service itself was deleted behind hekaton's back."""
-    if ctx.deps.serving.get_service(record.namespace, record.name) is not None:
-        return ""
+    try:
+        if ctx.deps.serving.get_service(record.namespace, record.name) is not None:
+            return ""
+    except HekatonError:
+        return ""  # the cluster cannot tell now: the refusal stands on its own
     where = f"the Knative Service {record.namespace}/{record.name} is not in the cluster"
     if ctx.rollout is not None:
         return f"; {where}, so there is no traffic to move: `hekaton abort {record.name}` ends its rollout"
-    return f"; {where}: push an image to deploy it again"
+    return f"; {where}: push a new image to deploy it again"
 
 
 def act(ctx: CommandContext) -> CommandPlan:
@@ -79,7 +90,7 @@ def act(ctx: CommandContext) -> CommandPlan:
     known = ctx.deps.store.list_rollouts(record.name, limit=TARGET_HISTORY_LIMIT)
     try:
         target = _target(ctx, known)
-        if active is None and target == record.stable_revision:
+        if active is None and target == record.stable_revision and _routed_at_rest(ctx, record):
             raise Refused(
                 "conflict",
                 f"service {record.name} already serves {target}, the revision it would roll back "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace as dataclasses_replace
 from typing import Any
 
 import pytest
@@ -303,3 +304,29 @@ def test_a_traffic_write_the_cluster_refuses_ends_the_rollout_and_says_traffic_w
     sweep(world.deps, cause="tick")  # the right is back: the tick's route repair returns it
 
     assert world.traffic() == {world.revision("v2"): 100}
+
+
+def test_traffic_not_returned_past_the_repair_window_is_returned_by_a_rollback_to_stable() -> None:
+    world, pipeline = v2_stable()
+    v3_at_its_first_step(world, pipeline)
+    refused = PermanentError("patch Knative Service models/iris was refused (403): forbidden")
+    world.serving.fail_next("set_traffic", refused, times=2)
+    world.clock.advance(30)
+    pipeline.run()
+    v2 = world.revision("v2")
+    reason = world.store.decisions(world.only_rollout(digest_of("v3")).id)[-1].reason
+    assert f"or `hekaton rollback iris --to {v2}` does it at once" in reason
+
+    world.clock.advance(world.deps.settings.route_repair_seconds + 1)
+    sweep(world.deps, cause="tick")  # out of the repair window: the tick no longer looks
+    assert world.traffic() == {v2: 90, world.revision("v3"): 10}
+
+    request = CommandRequest(
+        command="rollback", principal="ann@x", key="k-3", origin="api", service="iris", revision=v2
+    )
+    result = run_command(world.deps, request, rollout_acts())
+
+    assert result.status == "applied"
+    assert world.traffic() == {v2: 100}
+    with pytest.raises(Refused, match=f"already serves {v2}"):  # now routed at rest: nothing to do
+        run_command(world.deps, dataclasses_replace(request, key="k-4"), rollout_acts())

@@ -175,6 +175,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _after_up(args: argparse.Namespace, started: stack.StartedStack, stop: threading.Event) -> int:
+    if args.detach and stop.is_set():
+        # Ctrl-C as start-up ended: the person gave up waiting, so leave nothing running.
+        started.stop()
+        _err("interrupted as start-up ended; the stack was stopped.")
+        return 130
     _say(timing_line(started.state))
     _say(describe(started.state))
     if args.detach:

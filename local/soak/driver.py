@@ -189,9 +189,10 @@ class ServiceDriver:
                 lambda: control(self.target, "POST", path, body, key=key),
                 what=f"{action} {planned.service}",
             )
-        except Refusal as refusal:  # shows in the comparison as a different decision log
+        except CommandError as failed:  # shows in the comparison as a different decision log
+            said = "refused" if isinstance(failed, Refusal) else "failed"
             print(
-                f"soak: {action} {planned.service} #{planned.index} refused: {refusal}",
+                f"soak: {action} {planned.service} #{planned.index} {said}: {failed}",
                 file=sys.stderr,
             )
 

@@ -563,8 +563,16 @@ def _named_rollout(api: Patient, service: str, rollout_id: str) -> dict[str, Any
         try:
             return dict(api.fetch(f"/rollouts/{quote(rollout_id, safe='')}"))
         except Refusal as refusal:
-            if refusal.status != 404 or time.monotonic() >= deadline:
+            if refusal.status != 404:
                 raise
+            if time.monotonic() >= deadline:
+                if not grace:
+                    raise
+                raise Refusal(
+                    404,
+                    f"{refusal} (not started within {grace:g}s: if hekaton ignored the push, "
+                    "e.g. a tag outside the service's filter, `hekaton ignored` says why)",
+                ) from None
         time.sleep(0.2)  # `push --no-wait` printed the id: ingest may not have started it yet
 
 

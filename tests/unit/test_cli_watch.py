@@ -29,7 +29,9 @@ def test_watch_of_an_unknown_rollout_says_so_after_the_start_grace(
     monkeypatch.setattr(rollout_commands, "START_GRACE", 0.5)
     started = time.monotonic()
     args = argparse.Namespace(service="iris", rollout="iris-0123456789ab-abcdef", timeout=600.0)
-    with pytest.raises(Refusal, match="does not exist"):
+    with pytest.raises(
+        Refusal, match=r"does not exist \(not started within 0.5s: .*`hekaton ignored`"
+    ):
         rollout_commands._cmd_watch(args)
     assert time.monotonic() - started < 5  # the grace, not the 600 s timeout
     assert asked[0] == "/services/iris"

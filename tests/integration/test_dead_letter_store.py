@@ -3,7 +3,6 @@ create-once, preconditioned updates and newest-first pages."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,13 +15,6 @@ from shared.model import DeadLetter, Replay, ReplayClaim
 from shared.store import MUST_NOT_EXIST
 
 T0 = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(firestore_project: str) -> Iterator[FirestoreStore]:
-    created = FirestoreStore.for_project(firestore_project)
-    yield created
-    created._db.close()
 
 
 def letter(n: int = 1, **changes: Any) -> DeadLetter:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,14 +17,6 @@ from shared.store import MUST_NOT_EXIST, Change, Versioned
 from tests.fakes import World, decision_trail, digest_of, iris_spec
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(firestore_project: str) -> Iterator[FirestoreStore]:
-    """A FirestoreStore on a fresh, empty emulator project."""
-    created = FirestoreStore.for_project(firestore_project)
-    yield created
-    created._db.close()
 
 
 def service(

@@ -3,8 +3,6 @@ app: what Firestore itself refuses (ids, sizes, Unicode) must end recorded too, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import given, seed
 
@@ -17,14 +15,6 @@ from tests.fuzz_targets import UNHANDLED
 pytestmark = [pytest.mark.slow, pytest.mark.emulators]
 SHARE = fuzz_targets.share(15)
 TARGETS = [f for f in fuzz_targets.event_functions() if f.name in ("ingest", "deploy", "rollback")]
-
-
-@pytest.fixture
-def store(firestore_project: str) -> Iterator[FirestoreStore]:
-    """A FirestoreStore on a fresh, empty emulator project."""
-    created = FirestoreStore.for_project(firestore_project)
-    yield created
-    created._db.close()
 
 
 @pytest.mark.parametrize("fn", TARGETS, ids=lambda f: f.name)

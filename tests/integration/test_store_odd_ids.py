@@ -4,7 +4,6 @@ Python or gRPC error escapes (each would be a 500 or a redelivery loop)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -28,14 +27,6 @@ ODD_IDS = [
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 pytestmark = pytest.mark.emulators
-
-
-@pytest.fixture
-def store(firestore_project: str) -> Iterator[FirestoreStore]:
-    """A FirestoreStore on a fresh, empty emulator project."""
-    created = FirestoreStore.for_project(firestore_project)
-    yield created
-    created._db.close()
 
 
 @pytest.mark.parametrize("odd", ODD_IDS, ids=repr)

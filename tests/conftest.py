@@ -37,11 +37,11 @@ from local.procs import cmdline, processes_with_env
 from local.prometheus_component import start_prometheus, write_targets
 
 SESSION_TOKEN_VAR = "HEKATON_TEST_SESSION"
-# Per-call deadline for tests that check what the emulators store, not how fast they answer. The
-# production default (5 s) was exceeded once in CI by a cold emulator's first commit while the
-# other two shards started their stacks on the same 2 cores; the bound itself is tested, with its
-# own short deadline, in tests/integration/test_fail_fast.py.
-EMULATOR_CALL_TIMEOUT = 30.0
+# Per-call deadline for tests that check what a local real server (emulator, Prometheus, cluster)
+# answers, not how fast. The production default (5 s) was exceeded once in CI by a cold Firestore
+# emulator's first commit while the other two shards started their stacks on the same 2 cores; the
+# bounds themselves are tested, with their own short deadlines, in tests/integration/test_fail_fast.py.
+LOCAL_CALL_TIMEOUT = 30.0
 EMULATOR_FIXTURES = {"pubsub_emulator", "firestore_emulator"}
 _MISSING_MARK = "is not available"
 

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from shared.firestore_store import FirestoreStore
-from tests.conftest import EMULATOR_CALL_TIMEOUT
+from tests.conftest import LOCAL_CALL_TIMEOUT
 
 
 @pytest.fixture
 def store(firestore_project: str) -> Iterator[FirestoreStore]:
     """A FirestoreStore on a fresh, empty emulator project."""
-    created = FirestoreStore.for_project(firestore_project, timeout_seconds=EMULATOR_CALL_TIMEOUT)
+    created = FirestoreStore.for_project(firestore_project, timeout_seconds=LOCAL_CALL_TIMEOUT)
     yield created
     created._db.close()

@@ -28,7 +28,7 @@ from shared.analysis.counts import ArmCounts
 from shared.metrics.observers import ISTIO_DURATION_BUCKETS_MS, IstioObserver
 from shared.metrics.prometheus import PrometheusProvider
 from shared.metrics.provider import MetricsQueryError, MetricsUnavailable
-from tests.conftest import PrometheusServer
+from tests.conftest import LOCAL_CALL_TIMEOUT, PrometheusServer
 
 NS, SERVICE, DOMAIN = "models", "iris", "example.com"
 STABLE, CANDIDATE = "iris-stable01", "iris-cand0002"
@@ -200,7 +200,7 @@ def test_a_stopped_prometheus_is_unavailable_never_no_data(
     state_dir = tmp_path_factory.mktemp("short-lived-prometheus")
     running = start_prometheus(state_dir, state_dir / "prometheus.log")
     with httpx.Client() as http:
-        provider = PrometheusProvider(running.ready.url, http, timeout=2)
+        provider = PrometheusProvider(running.ready.url, http, timeout=LOCAL_CALL_TIMEOUT)
         observer = IstioObserver(provider)
         end = datetime.now(UTC)
         start = end - timedelta(minutes=1)

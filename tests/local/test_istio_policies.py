@@ -21,7 +21,7 @@ AUTH = AuthSpec.model_validate(
 )
 
 
-def _eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+def _eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -40,8 +40,9 @@ def test_apply_is_idempotent_enforced_by_the_gateway_and_removed_with_the_servic
 
         policies.apply("models", "iris", AUTH)
         policies.apply("models", "iris", AUTH)  # unchanged: no error, no second object
-        _eventually(lambda: status(None) == 403)
-        assert status(_token()) is None
+        # The AuthorizationPolicy lands first (token-less calls refused at once), so wait until the
+        # gateway has seen the RequestAuthentication too: until then a good token is refused.
+        _eventually(lambda: status(None) == 403 and status(_token()) is None)
         assert status(_token(sub="mallory@x")) == 403
         open_auth = AUTH.model_copy(update={"principals": ["*"]})
         policies.apply("models", "iris", open_auth)  # replaced

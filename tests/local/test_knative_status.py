@@ -65,9 +65,14 @@ def test_pending_revision_keeps_the_service_unknown_until_ready(
     )
     assert condition(revision, "Ready")["status"] == "Unknown"
     assert condition(revision, "Ready")["reason"] == "Deploying"
+    # The first reconcile may say "OutOfDate" (no Route status yet); wait for the settled reason.
     service = eventually(
-        lambda: (s := knative.get("services", "waiting")) and condition(s, "RoutesReady") and s,
-        what="service status",
+        lambda: (
+            (s := knative.get("services", "waiting"))
+            and condition(s, "RoutesReady").get("reason") == "RevisionMissing"
+            and s
+        ),
+        what="the service to wait for its revision",
     )
     assert condition(service, "Ready")["status"] == "Unknown"
     assert condition(service, "RoutesReady")["reason"] == "RevisionMissing"
@@ -100,7 +105,17 @@ def test_failed_revision_makes_the_service_revision_failed(
         "status": "False",
         "reason": reason,
     }
-    service = _settled(knative, "services", "broken", eventually)
+    # The Service is reconciled before the Route when the revision fails, so it is settled (Ready
+    # False) once with RoutesReady still Unknown; wait for the Route's verdict to reach it too.
+    service = eventually(
+        lambda: (
+            (s := knative.get("services", "broken"))
+            and settled(s)
+            and condition(s, "RoutesReady").get("status") == "False"
+            and s
+        ),
+        what="the failed revision to reach the service's routes",
+    )
     ready = condition(service, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "RevisionFailed")
     assert ready["message"].startswith('Revision "broken-00001" failed with message: ')

@@ -230,12 +230,13 @@ def test_failed_revision_pinned_in_traffic_fails_routes(
             (s := knative.get("services", "pin"))
             and settled(s)
             and condition(s, "RoutesReady").get("status") == "False"
+            # Before the Configuration creates pin-bad the Route says it is "not found"; wait
+            # for the failure itself.
+            and condition(s, "RoutesReady").get("message")
+            == 'Revision "pin-bad" failed to become ready.'
             and s
         ),
         what="the failed pinned revision to show",
-    )
-    assert (
-        condition(service, "RoutesReady")["message"] == 'Revision "pin-bad" failed to become ready.'
     )
     assert condition(service, "Ready")["status"] == "False"
 

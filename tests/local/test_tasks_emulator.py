@@ -121,12 +121,21 @@ def test_task_runs_at_its_schedule_time_with_its_method_headers_and_body(
     assert (method, path, body) == ("POST", "/publish", b'{"a":1}')
     assert headers["Content-Type"] == "application/json" and headers["X-Hekaton"] == "timer"
     # Completed tasks leave the list, and GetTask no longer finds them (as in Cloud Tasks).
-    deadline = time.monotonic() + 5
-    while list(client.list_tasks(parent=QUEUE)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert list(client.list_tasks(parent=QUEUE)) == []
+    _wait_until_listed(client, [])
     with pytest.raises(NotFound):
         client.get_task(name=f"{QUEUE}/tasks/on-time")
+
+
+def _wait_until_listed(client: tasks_v2.CloudTasksClient, names: list[str]) -> None:
+    """Poll ListTasks until it names exactly `names` (tasks finish after their target answers)."""
+    deadline = time.monotonic() + 30
+    while (listed := _names(client)) != names and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert listed == names
+
+
+def _names(client: tasks_v2.CloudTasksClient) -> list[str]:
+    return [t.name.rsplit("/", 1)[1] for t in client.list_tasks(parent=QUEUE)]
 
 
 def test_a_name_is_used_once_pending_or_after_it_ran(
@@ -141,9 +150,11 @@ def test_a_name_is_used_once_pending_or_after_it_ran(
     now = datetime.now(UTC)
     client.create_task(parent=QUEUE, task=http_task("ran", target.url, now))
     target.wait_for(1)
+    # The target saw the call before the emulator had its answer: wait until the task has run.
+    _wait_until_listed(client, [])
     with pytest.raises(AlreadyExists):
         client.create_task(parent=QUEUE, task=http_task("ran", target.url, now))
-    assert not [t for t in client.list_tasks(parent=QUEUE) if t.name.endswith("/ran")]
+    assert list(client.list_tasks(parent=QUEUE)) == []
 
 
 def test_a_failing_target_is_retried_until_it_answers_2xx(

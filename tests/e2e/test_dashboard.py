@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ sync_api = pytest.importorskip(
 
 SERVICE = "iris-dash"
 REPOSITORY = e2e_repository("dashboard")
-BAKE_SECONDS = 4  # per step: long enough to see each step on the page (it polls every 1.5 s)
+BAKE_SECONDS = 8  # per step: the page (polling every 1.5 s) and the cluster are both read within it
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -126,7 +127,12 @@ def test_the_dashboard_shows_services_traffic_and_a_rollout_live(
     wait_until(lambda: _bars(page) == [(v1, 100)], timeout=10, what="v1 at 100% on the page")
     page.evaluate("window.notReloaded = true")
 
-    assert stack.cli("push", "--no-wait", f"{REPOSITORY}:v2").returncode == 0
+    pushed = stack.cli("push", "--no-wait", f"{REPOSITORY}:v2")
+    assert pushed.returncode == 0, pushed.stderr
+    # The rollout this push starts (the service's last finished one is still v1's).
+    follow_hint = re.search(rf"hekaton watch {SERVICE} --rollout (\S+)", pushed.stdout)
+    assert follow_hint, pushed.stdout
+    rid = follow_hint.group(1)
     # Each step as the page draws it, checked against what the cluster reports.
     seen: list[str] = []
     for percent, step in ((10, "step 1/3 (10%)"), (50, "step 2/3 (50%)")):
@@ -145,7 +151,6 @@ def test_the_dashboard_shows_services_traffic_and_a_rollout_live(
     assert "SHIFTING" in live and v2 in live
 
     # The end: PROMOTED in the history with its reason, all traffic on v2, never reloaded.
-    rid = stack.status(SERVICE)["last_rollout"]["id"]
     ended = stack.follow(SERVICE, rid, timeout=60)
     assert ended["phase"] == "PROMOTED"
     row = page.locator(f'tr.rollout[data-rollout="{rid}"][data-phase="PROMOTED"]')

@@ -8,12 +8,24 @@ import threading
 from types import TracebackType
 
 
-class Forwarder:
-    """Accepts on 127.0.0.1:`port` and pipes each connection to `target` (host, port), both ways."""
+def reserved_port() -> socket.socket:
+    """A loopback socket bound to a free port but not listening.
 
-    def __init__(self, port: int, target: tuple[str, int]) -> None:
+    Connections to its port are refused until a Forwarder listens on it, and meanwhile no other
+    process can take the port (a port merely found free could be taken by then).
+    """
+    reserved = socket.socket()
+    reserved.bind(("127.0.0.1", 0))
+    return reserved
+
+
+class Forwarder:
+    """Accepts on a `reserved_port()` socket and pipes each connection to `target`, both ways."""
+
+    def __init__(self, reserved: socket.socket, target: tuple[str, int]) -> None:
         self._target = target
-        self._listener = socket.create_server(("127.0.0.1", port))
+        self._listener = reserved
+        self._listener.listen()
         self._listener.settimeout(0.2)
         self._stop = threading.Event()
         self._sockets: list[socket.socket] = []

@@ -20,7 +20,7 @@ import pytest
 
 from local.components import MissingComponent
 from local.stack import PlanStep, StackOptions, StackStartFailed, up
-from tests.e2e.forwarder import Forwarder
+from tests.e2e.forwarder import Forwarder, reserved_port
 from tests.e2e.plans import plan_with_function_env
 from tests.e2e.specs import IRIS_REPOSITORY, e2e_spec
 from tests.e2e.stack_client import E2EStack, wait_until
@@ -35,13 +35,6 @@ pytestmark = [
 SERVICE = "iris-dlq"
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on yet (the deploy function's way to the cluster)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def plan_with_deploy_cut_off(options: StackOptions, kube_port: int) -> list[PlanStep]:
     """The default plan, but fn-deploy talks to the Kubernetes API at `kube_port` (nothing there yet)."""
     overrides = {
@@ -52,9 +45,10 @@ def plan_with_deploy_cut_off(options: StackOptions, kube_port: int) -> list[Plan
 
 
 @pytest.fixture
-def cut_off(tmp_path: Path) -> Iterator[tuple[E2EStack, int]]:
-    """A stack of its own whose deploy function cannot reach the cluster; and that port."""
-    kube_port = free_port()
+def cut_off(tmp_path: Path) -> Iterator[tuple[E2EStack, socket.socket]]:
+    """A stack of its own whose deploy function cannot reach the cluster; and that port's socket."""
+    reserved = reserved_port()  # the deploy function's way to the cluster, refused for now
+    kube_port = int(reserved.getsockname()[1])
     options = StackOptions(state_dir=tmp_path / "state")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("HEKATON_STATE_DIR", str(options.state_dir))
@@ -70,8 +64,9 @@ def cut_off(tmp_path: Path) -> Iterator[tuple[E2EStack, int]]:
         try:
             for name, value in stack.state.client_env().items():
                 env.setenv(name, value)
-            yield stack, kube_port
+            yield stack, reserved
         finally:
+            reserved.close()
             stack.close()
             outcomes = started.stop()
             assert not [o.name for o in outcomes if o.outcome == "still running"]
@@ -85,9 +80,9 @@ def dead_letters(stack: E2EStack) -> list[dict[str, object]]:
 
 
 def test_a_dead_lettered_deploy_is_listed_replayed_once_fixed_and_the_rollout_completes(
-    cut_off: tuple[E2EStack, int],
+    cut_off: tuple[E2EStack, socket.socket],
 ) -> None:
-    stack, kube_port = cut_off
+    stack, reserved = cut_off
     stack.register(e2e_spec(SERVICE, IRIS_REPOSITORY))
     pushed = stack.push(f"{IRIS_REPOSITORY}:v1")
     rollout_id = pushed.rollout_id(SERVICE)
@@ -110,7 +105,7 @@ def test_a_dead_lettered_deploy_is_listed_replayed_once_fixed_and_the_rollout_co
 
     kube = urlsplit(stack.state.exports["kube_server"])
     assert kube.hostname and kube.port
-    with Forwarder(kube_port, (kube.hostname, kube.port)):  # the fix: the API is reachable again
+    with Forwarder(reserved, (kube.hostname, kube.port)):  # the fix: the API is reachable again
         replayed = stack.cli("dlq", "replay", str(letter["id"]))
         assert replayed.returncode == 0, replayed.stderr
         assert "replayed" in replayed.stdout and "hekaton-deploy" in replayed.stdout

@@ -23,13 +23,11 @@ def test_the_older_of_two_pushes_100ms_apart_ends_superseded(e2e_stack: E2EStack
     v1 = stack.push(f"{REPOSITORY}:v1")
     assert stack.follow(SERVICE, v1.rollout_id(SERVICE))["phase"] == "PROMOTED"
 
-    sent_first = time.monotonic()
-    older = stack.push(f"{REPOSITORY}:v2")
-    # The scenario's input, not a wait for a result: the second push goes out 100 ms after the first.
-    time.sleep(max(0.0, sent_first + GAP_SECONDS - time.monotonic()))
-    sent_second = time.monotonic()
+    older = stack.push(f"{REPOSITORY}:v2")  # returns once Pub/Sub has the message
+    # The scenario's input, not a wait for a result: the second push goes out 100 ms after the
+    # first was published (the outcome checked below holds for any gap and either delivery order).
+    time.sleep(GAP_SECONDS)
     newer = stack.push(f"{REPOSITORY}:v3")
-    assert sent_second - sent_first < 2 * GAP_SECONDS, "the pushes were not 100 ms apart"
 
     superseded = stack.follow(SERVICE, older.rollout_id(SERVICE))
     promoted = stack.follow(SERVICE, newer.rollout_id(SERVICE))

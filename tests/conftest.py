@@ -212,7 +212,9 @@ class PrometheusServer:
 
     def last_scrape(self, url: str) -> datetime | None:
         """When Prometheus last began a successful scrape of ``url``, if it has."""
-        with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=5) as response:
+        with urllib.request.urlopen(
+            f"{self.url}/api/v1/targets", timeout=LOCAL_CALL_TIMEOUT
+        ) as response:
             targets = json.load(response)["data"]["activeTargets"]
         for target in targets:
             if target["scrapeUrl"] == f"{url}/metrics" and target["health"] == "up":

@@ -11,6 +11,7 @@ import pytest
 
 from cli.rollout_commands import registry_message
 from events.steps import DEAD_LETTER_TOPIC, REGISTRY_TOPIC, ROLLBACK_TOPIC, STEP_TOPICS, StepType
+from tests.conftest import LOCAL_CALL_TIMEOUT
 from tests.e2e.specs import e2e_repository, e2e_spec
 from tests.e2e.stack_client import E2EStack, wait_until
 from tests.e2e.taps import TopicTap
@@ -134,7 +135,9 @@ def test_bad_input_is_recorded_acknowledged_and_harmless(e2e_stack: E2EStack) ->
         assert stack.started.dead_component() is None
         for name, record in stack.state.components.items():
             if name.startswith("fn-") and record.url:
-                httpx.get(record.url, timeout=5)  # answers at all: the server is serving
+                httpx.get(
+                    record.url, timeout=LOCAL_CALL_TIMEOUT
+                )  # answers at all: the server is serving
         v1 = stack.push(f"{REPOSITORY}:v1")
         assert stack.follow(SERVICE, v1.rollout_id(SERVICE))["phase"] == "PROMOTED"
 

@@ -15,6 +15,7 @@ from shared.firestore_store import FirestoreStore
 from shared.model import Rollout
 from shared.timers.cloudtasks import tasks_client
 from shared.timers.naming import task_id
+from tests.conftest import LOCAL_CALL_TIMEOUT
 from tests.e2e.specs import e2e_repository, e2e_spec
 from tests.e2e.stack_client import E2EStack, wait_until
 
@@ -25,11 +26,21 @@ REPOSITORY = e2e_repository("timers")
 BAKE_SECONDS = 4
 
 
+def read_stored(stack: E2EStack, rollout_id: str) -> Rollout | None:
+    """The rollout as Firestore has it (seq and due_at are not in the read API), or None."""
+    store = FirestoreStore.for_project(stack.project, timeout_seconds=LOCAL_CALL_TIMEOUT)
+    try:
+        loaded = store.get_rollout(rollout_id)
+    finally:
+        store._db.close()
+    return None if loaded is None else loaded.value
+
+
 def stored_rollout(stack: E2EStack, rollout_id: str) -> Rollout:
-    """The rollout as Firestore has it (seq and due_at are not in the read API)."""
-    loaded = FirestoreStore.for_project(stack.project).get_rollout(rollout_id)
-    assert loaded is not None, f"no rollout {rollout_id}"
-    return loaded.value
+    """The stored rollout, which must exist."""
+    rollout = read_stored(stack, rollout_id)
+    assert rollout is not None, f"no rollout {rollout_id}"
+    return rollout
 
 
 def pending_tasks(stack: E2EStack, rollout_id: str) -> list[Any]:
@@ -119,10 +130,9 @@ def test_rollout_waits_are_woken_by_tasks_and_a_redelivered_step_makes_no_second
 
 def baking_first_step(stack: E2EStack, rollout_id: str) -> Rollout | None:
     """The stored rollout while it waits out its first bake (None before and after)."""
-    loaded = FirestoreStore.for_project(stack.project).get_rollout(rollout_id)
-    if loaded is None:
+    rollout = read_stored(stack, rollout_id)
+    if rollout is None:
         return None  # not ingested yet
-    rollout = loaded.value
     baking = rollout.phase.value == "SHIFTING" and rollout.step_index == 0
     due = rollout.due_at
     return rollout if baking and due is not None and due > datetime.now(due.tzinfo) else None

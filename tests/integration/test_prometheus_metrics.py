@@ -140,7 +140,9 @@ def mesh(prometheus_server: PrometheusServer) -> Iterator[Mesh]:
         mesh = Mesh(
             gateway,
             prometheus_server,
-            IstioObserver(PrometheusProvider(prometheus_server.url, http)),
+            IstioObserver(
+                PrometheusProvider(prometheus_server.url, http, timeout=LOCAL_CALL_TIMEOUT)
+            ),
         )
         mesh.settle()  # the target is live (Prometheus applies new targets on a 5 s tick)
         yield mesh
@@ -183,7 +185,7 @@ def test_a_rejected_query_is_a_query_error_with_prometheus_text(
     prometheus_server: PrometheusServer,
 ) -> None:
     with httpx.Client() as http:
-        provider = PrometheusProvider(prometheus_server.url, http)
+        provider = PrometheusProvider(prometheus_server.url, http, timeout=LOCAL_CALL_TIMEOUT)
         now = datetime.now(UTC)
         with pytest.raises(MetricsQueryError, match=r"400 bad_data: .*parse error") as caught:
             provider.query("istio_requests_total{", now)

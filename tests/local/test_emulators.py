@@ -7,9 +7,10 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -201,7 +202,7 @@ def test_settling_keeps_archives_being_written_and_drops_broken_ones(tmp_path: P
 @pytest.mark.emulators
 @pytest.mark.parametrize("spec", EMULATORS, ids=lambda s: s.name)
 def test_start_healthy_stop_leaves_no_java_and_frees_the_port(
-    spec: EmulatorSpec, tmp_path: Path, impostor: int
+    spec: EmulatorSpec, tmp_path: Path, impostor: int, eventually: Callable[..., Any]
 ) -> None:
     _installed(spec)
     running = start_emulator(spec, tmp_path / f"{spec.name}.log", timeout=60)
@@ -210,7 +211,11 @@ def test_start_healthy_stop_leaves_no_java_and_frees_the_port(
     assert port is not None
     try:
         assert running.ready.exports == {spec.export_key: f"{HOST}:{port}"}
-        assert emulator_healthy(spec, port, "hekaton-local", process.pgid)
+        # Each probe has a 1 s bound that a busy machine can miss once: poll it.
+        eventually(
+            lambda: emulator_healthy(spec, port, "hekaton-local", process.pgid),
+            what=f"the {spec.name} emulator to be healthy",
+        )
         # A stranger answering exactly like the emulator is still not *our* emulator.
         assert spec.answers(HOST, impostor, "hekaton-local")
         assert not emulator_healthy(spec, impostor, "hekaton-local", process.pgid)

@@ -606,9 +606,14 @@ def test_up_detach_env_refusal_ps_and_down(cli: Cli) -> None:
         assert {"pid", "pgid", "log", "url"} <= set(component), name
         assert group_members(component["pgid"]), f"{name} is not running"
     host, port = doc["pubsub_emulator_host"].rsplit(":", 1)
-    assert pubsub_answers(host, int(port), "hekaton-local")
+    # One probe has a 1 s bound; on a busy machine a live server can miss one, so poll.
+    eventually(lambda: pubsub_answers(host, int(port), "hekaton-local"), what="Pub/Sub to answer")
     assert doc["prometheus_url"] == doc["components"]["prometheus"]["url"]
-    assert http_get(doc["prometheus_url"] + "/-/ready") == (200, b"Prometheus Server is Ready.\n")
+    ready = doc["prometheus_url"] + "/-/ready"
+    assert eventually(lambda: http_get(ready), what="Prometheus to answer") == (
+        200,
+        b"Prometheus Server is Ready.\n",
+    )
     prometheus_dir = cli.state_dir / "prometheus"
     assert (prometheus_dir / "data").is_dir()  # its own TSDB under the state folder
     assert json.loads((prometheus_dir / "targets.json").read_text()) == [

@@ -17,6 +17,7 @@ from events.pubsub import PubSubMessage
 from events.transitions import EVENTS_TOPIC, TransitionEvent
 from shared.logs import JsonFormatter
 from shared.webhook import WebhookSink, webhook_label
+from tests.conftest import LOCAL_CALL_TIMEOUT
 from tests.fakes import World
 
 SECRET = "T0000/B0000/s3cr3t-t0k3n"
@@ -109,7 +110,9 @@ def message(seq: int = 4) -> PubSubMessage:
 
 
 def sink(url: str | None, **options: Any) -> WebhookSink:
-    return WebhookSink(url, **{"timeout": 0.5, "backoff": (0.01,), **options})
+    # A generous timeout: a slow answer on a busy machine must not turn into a retry (a second
+    # post); the test of the timeout itself sets a short one.
+    return WebhookSink(url, **{"timeout": LOCAL_CALL_TIMEOUT, "backoff": (0.01,), **options})
 
 
 def test_one_line_per_transition_and_redeliveries_are_not_reposted(

@@ -609,19 +609,17 @@ def test_unpinned_patches_survive_concurrent_writers(
     stop = threading.Event()
     failures: list[Exception] = []
 
+    def patch_metadata(metadata: dict[str, dict[str, str]]) -> None:
+        custom_api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "services", "busy", {"metadata": metadata}
+        )
+
     def keep_writing() -> None:
         count = 0
         while not stop.is_set():
             count += 1
             try:
-                custom_api.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    "services",
-                    "busy",
-                    {"metadata": {"annotations": {"w": str(count)}}},
-                )
+                patch_metadata({"annotations": {"w": str(count)}})
             except Exception as error:  # a writer's failure is the test's, not a lost warning
                 failures.append(error)
                 return
@@ -631,14 +629,7 @@ def test_unpinned_patches_survive_concurrent_writers(
         writer.start()
     try:
         for i in range(150):
-            custom_api.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                "services",
-                "busy",
-                {"metadata": {"labels": {"n": str(i)}}},
-            )
+            patch_metadata({"labels": {"n": str(i)}})
     finally:
         stop.set()
         for writer in writers:
